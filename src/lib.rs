@@ -1,0 +1,46 @@
+//! k8s-deployer: a gRPC service that deploys container images to Kubernetes as
+//! pods and streams their status.
+//!
+//! The crate is a library with a thin binary (`src/main.rs`). The library is
+//! organised by role:
+//!
+//! - [`config`]: command-line flags and their environment twins;
+//! - [`telemetry`]: tracing setup, plain or JSON output;
+//! - [`error`]: the crate's error type and its mapping to gRPC status codes;
+//! - [`proto`]: the generated code of the public protobuf contract;
+//! - [`k8s`]: the Kubernetes adapter (client construction, reachability);
+//! - [`server`]: bootstrap, health, reflection and graceful shutdown.
+//!
+//! Integration tests start the server in-process:
+//!
+//! ```no_run
+//! # async fn example() -> k8s_deployer::Result<()> {
+//! use k8s_deployer::{Config, Server};
+//!
+//! let config = Config {
+//!     listen: "127.0.0.1:0".parse().expect("valid address"),
+//!     ..Config::default()
+//! };
+//! let server = Server::bind(&config).await?;
+//! let addr = server.local_addr();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let running = tokio::spawn(server.run(async {
+//!     let _ = stopped.await;
+//! }));
+//! // ... talk to `addr` with a gRPC client, then:
+//! let _ = stop.send(());
+//! # let _ = (addr, running);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+pub mod error;
+pub mod k8s;
+pub mod proto;
+pub mod server;
+pub mod telemetry;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use server::Server;

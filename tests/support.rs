@@ -1,0 +1,319 @@
+//! Test support: a real local Kubernetes control plane, started by `tests/cluster/cluster.sh`
+//! (etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok on loopback), and
+//! helpers to wait for what it reports. Nothing here mocks the Kubernetes API: a test that
+//! cannot start its cluster panics with the script's output, it never skips.
+#![allow(dead_code, unreachable_pub)] // each test binary uses a different part of this module
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use kube::api::{Api, ListParams, PostParams};
+use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::await_condition;
+use kube::{Client, Config};
+
+/// How long a test waits for the cluster to reach a state. Generous: the tests assert what
+/// happens, never how fast (speed belongs in benchmarks).
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// One local control plane, in its own folder and on its own loopback ports.
+#[derive(Debug)]
+pub struct TestCluster {
+    /// The cluster's private folder (certificates, logs, pids, kubeconfig).
+    pub dir: PathBuf,
+    /// The admin kubeconfig (system:masters).
+    pub kubeconfig: PathBuf,
+    /// The folder of the cluster binaries (kubectl among them).
+    pub bin: PathBuf,
+}
+
+fn cluster_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/cluster.sh")
+}
+
+impl TestCluster {
+    /// The cluster shared by every test of this test binary, started on first use and torn
+    /// down by the script's watchdog when this process exits.
+    pub fn shared() -> &'static TestCluster {
+        static SHARED: OnceLock<TestCluster> = OnceLock::new();
+        SHARED.get_or_init(|| TestCluster::start("shared"))
+    }
+
+    /// Start a new cluster that belongs to this process. Panics with the script's output
+    /// when the cluster cannot start.
+    pub fn start(label: &str) -> TestCluster {
+        let dir =
+            std::env::temp_dir().join(format!("k8s-deployer-test-{}-{label}", std::process::id()));
+        let output = Command::new(cluster_script())
+            .arg("up")
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--owner-pid")
+            .arg(std::process::id().to_string())
+            .output()
+            .expect("cannot run tests/cluster/cluster.sh");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "the local cluster did not start ({}):\n{}\n{}",
+            output.status,
+            stdout,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let vars: BTreeMap<&str, &str> = stdout
+            .lines()
+            .filter_map(|line| line.strip_prefix("export ")?.split_once('='))
+            .collect();
+        let var = |name: &str| {
+            PathBuf::from(
+                vars.get(name)
+                    .unwrap_or_else(|| panic!("cluster.sh up printed no {name}:\n{stdout}")),
+            )
+        };
+        TestCluster {
+            kubeconfig: var("KUBECONFIG"),
+            bin: var("K8S_DEPLOYER_CLUSTER_BIN"),
+            dir,
+        }
+    }
+
+    /// The admin client configuration of this cluster.
+    pub async fn config(&self) -> Config {
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read the kubeconfig");
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("load the kubeconfig")
+    }
+
+    /// A client with the admin credentials. One per test: a client belongs to the runtime
+    /// it was made in, and every `#[tokio::test]` has its own.
+    pub async fn client(&self) -> Client {
+        Client::try_from(self.config().await).expect("build a client")
+    }
+
+    /// A client that authenticates with a bearer token instead of the admin certificate.
+    pub async fn client_with_token(&self, token: &str) -> Client {
+        let mut kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read the kubeconfig");
+        for user in &mut kubeconfig.auth_infos {
+            user.auth_info = Some(AuthInfo {
+                token: Some(token.to_owned().into()),
+                ..AuthInfo::default()
+            });
+        }
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("load the token kubeconfig");
+        Client::try_from(config).expect("build a token client")
+    }
+
+    /// Run the cluster's own kubectl with the admin kubeconfig.
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new(self.bin.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("run kubectl")
+    }
+
+    /// The pids of the cluster's processes, by component, as the script recorded them.
+    pub fn pids(&self) -> BTreeMap<String, u32> {
+        read_dir_values(&self.dir.join("pids"))
+    }
+
+    /// The loopback ports the cluster's components listen on, by component.
+    pub fn ports(&self) -> BTreeMap<String, u16> {
+        let text = std::fs::read_to_string(self.dir.join("ports")).expect("read ports");
+        text.lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(name, port)| (name.to_owned(), port.parse().expect("a port number")))
+            .collect()
+    }
+
+    /// `cluster.sh restart` of one component, kept down for `down_seconds` first.
+    pub fn restart(&self, component: &str, down_seconds: u32) -> std::process::Output {
+        Command::new(cluster_script())
+            .arg("restart")
+            .arg(component)
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--down-seconds")
+            .arg(down_seconds.to_string())
+            .output()
+            .expect("run cluster.sh restart")
+    }
+
+    /// `cluster.sh down` for this cluster.
+    pub fn down(&self) -> std::process::Output {
+        Command::new(cluster_script())
+            .arg("down")
+            .arg("--dir")
+            .arg(&self.dir)
+            .output()
+            .expect("run cluster.sh down")
+    }
+}
+
+fn read_dir_values(dir: &Path) -> BTreeMap<String, u32> {
+    std::fs::read_dir(dir)
+        .expect("read the pids folder")
+        .map(|entry| {
+            let entry = entry.expect("a pid file");
+            let pid = std::fs::read_to_string(entry.path()).expect("read a pid file");
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                pid.trim().parse().expect("a pid"),
+            )
+        })
+        .collect()
+}
+
+/// A name no other test uses, for namespaces and pods.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Create a namespace with the given labels and return its name.
+pub async fn create_namespace(client: &Client, prefix: &str, labels: &[(&str, &str)]) -> String {
+    let name = unique(prefix);
+    let labels: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name, "labels": labels }
+    }))
+    .expect("a namespace");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create the namespace");
+    name
+}
+
+/// Create `pod` in a new namespace of its own; return the namespace and its pods API.
+pub async fn create_pod_in_new_namespace(
+    client: &Client,
+    prefix: &str,
+    pod: &Pod,
+) -> (String, Api<Pod>) {
+    let ns = create_namespace(client, prefix, &[]).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    pods.create(&PostParams::default(), pod)
+        .await
+        .expect("create the pod");
+    (ns, pods)
+}
+
+/// A pod with one container named `app` running `image`.
+pub fn pod(name: &str, image: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name },
+        "spec": { "containers": [{ "name": "app", "image": image }] }
+    }))
+    .expect("a pod")
+}
+
+/// Wait until `condition` holds for the pod; on time-out, panic with what the pod looks like.
+pub async fn wait_for_pod(
+    api: &Api<Pod>,
+    name: &str,
+    what: &str,
+    condition: impl Fn(&Pod) -> bool,
+) -> Pod {
+    let waited = tokio::time::timeout(
+        WAIT,
+        await_condition(api.clone(), name, |pod: Option<&Pod>| {
+            pod.is_some_and(&condition)
+        }),
+    )
+    .await;
+    match waited {
+        Ok(Ok(Some(pod))) => pod,
+        Ok(other) => panic!("watching pod {name} for {what} failed: {other:?}"),
+        Err(_) => {
+            let now = api.get_opt(name).await;
+            panic!(
+                "pod {name} did not reach {what} within {WAIT:?}; it is now: {:#?}",
+                now.map(|p| p.map(|p| p.status))
+            )
+        }
+    }
+}
+
+/// Wait until the pod no longer exists.
+pub async fn wait_for_pod_gone(api: &Api<Pod>, name: &str) {
+    let gone = tokio::time::timeout(
+        WAIT,
+        await_condition(api.clone(), name, |pod: Option<&Pod>| pod.is_none()),
+    )
+    .await;
+    assert!(
+        matches!(gone, Ok(Ok(None))),
+        "pod {name} still exists after {WAIT:?}: {gone:?}"
+    );
+}
+
+/// Wait until an Event about the named pod satisfies `condition`, and return it.
+pub async fn wait_for_event(
+    client: &Client,
+    namespace: &str,
+    pod: &str,
+    what: &str,
+    condition: impl Fn(&Event) -> bool,
+) -> Event {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let params = ListParams::default().fields(&format!("involvedObject.name={pod}"));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let list = events.list(&params).await.expect("list events");
+        if let Some(event) = list.items.iter().find(|e| condition(e)) {
+            return event.clone();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no event {what} for pod {pod} within {WAIT:?}; events: {:#?}",
+            list.items
+                .iter()
+                .map(|e| (&e.type_, &e.reason, &e.message))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The waiting reason of the pod's first container, if it is waiting.
+pub fn waiting_reason(pod: &Pod) -> Option<&str> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .as_deref()
+}
+
+/// The status of the pod condition of this type ("True", "False", "Unknown").
+pub fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a str> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.status.as_str())
+}
