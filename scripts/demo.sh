@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end on this machine: start a local Kubernetes control plane, start
-# k8s-deployer against it, and show that it serves (gRPC health and reflection, by grpcurl).
+# k8s-deployer against it, deploy an image and show its status live until Ready, then the
+# same for an image that cannot be pulled, showing the failure and its reason (by grpcurl).
 # Interactive: keeps running until Ctrl-C, then stops the service and the cluster. With no
 # terminal on stdin it stops by itself once it has shown everything.
 set -euo pipefail
@@ -37,8 +38,10 @@ kubectl() { "$K8S_DEPLOYER_CLUSTER_BIN/kubectl" "$@"; }
 kubectl get nodes -o wide
 
 step "Starting k8s-deployer on $LISTEN"
-"$CARGO_TARGET_DIR/debug/k8s-deployer" --listen "$LISTEN" &
+SERVICE_LOG=${TMPDIR:-/tmp}/k8s-deployer-demo-$(id -u).log
+"$CARGO_TARGET_DIR/debug/k8s-deployer" --listen "$LISTEN" >"$SERVICE_LOG" 2>&1 &
 service_pid=$!
+echo "(the service logs one line per call to $SERVICE_LOG)"
 for _ in $(seq 1 100); do
   if "$GRPCURL" -plaintext "$LISTEN" grpc.health.v1.Health/Check 2>/dev/null | grep -q SERVING; then
     break
@@ -52,13 +55,30 @@ step "grpcurl -plaintext $LISTEN grpc.health.v1.Health/Check"
 step "grpcurl -plaintext $LISTEN list   (server reflection)"
 "$GRPCURL" -plaintext "$LISTEN" list
 
+step "Deploying nginx:1.27 into namespace demo"
+kubectl create namespace demo >/dev/null
+rpc() { "$GRPCURL" -plaintext -d "$2" "$LISTEN" "deployer.v1.DeployerService/$1"; }
+view() { python3 "$ROOT/scripts/watch_view.py"; }
+rpc Deploy '{"image": "nginx:1.27", "namespace": "demo", "name": "web"}' | view
+
+step "Its status, live (WatchStatus until READY)"
+rpc WatchStatus '{"namespace": "demo", "name": "web", "until": "UNTIL_READY"}' | view
+
+step "Deploying an image that cannot be pulled: fail.invalid/app:1"
+rpc Deploy '{"image": "fail.invalid/app:1", "namespace": "demo", "name": "broken"}' | view
+step "Its status, live (WatchStatus until TERMINAL): the failure and its reason"
+rpc WatchStatus '{"namespace": "demo", "name": "broken", "until": "UNTIL_TERMINAL"}' | view
+
+step "ListPods"
+rpc ListPods '{"namespace": "demo"}' | view
+
 cat <<MSG
 
-The service is up against a real kube-apiserver (kwok plays the nodes). To use the cluster
-yourself, in another shell:
-  export KUBECONFIG=$KUBECONFIG
-  $K8S_DEPLOYER_CLUSTER_BIN/kubectl run web --image=nginx:1.27 && $K8S_DEPLOYER_CLUSTER_BIN/kubectl get pods -w
-Deploy and live status over gRPC arrive with the DeployerService RPCs (see README, "Not done yet").
+The service is up against a real kube-apiserver (kwok plays the nodes). Try it yourself, in
+another shell (the README's API section has more):
+  $GRPCURL -plaintext -d '{"image": "crash.invalid/app:1", "namespace": "demo"}' $LISTEN deployer.v1.DeployerService/Deploy
+  $GRPCURL -plaintext -d '{"namespace": "demo", "label_selector": "app.kubernetes.io/managed-by=k8s-deployer"}' $LISTEN deployer.v1.DeployerService/WatchStatus
+  KUBECONFIG=$KUBECONFIG $K8S_DEPLOYER_CLUSTER_BIN/kubectl get pods -n demo -w
 MSG
 
 if [ -t 0 ]; then

@@ -20,6 +20,12 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// Seconds that open calls get to finish after shutdown begins, when none is configured.
 pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 
+/// Heartbeat interval of idle WatchStatus streams, in seconds, when none is configured.
+pub const DEFAULT_HEARTBEAT_SECS: u64 = 15;
+
+/// Most WatchStatus streams at once, when not configured.
+pub const DEFAULT_MAX_STREAMS: usize = 10_000;
+
 /// Log filter used when none is configured.
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -40,6 +46,26 @@ pub struct Config {
     /// Kubeconfig context to use instead of the current context.
     #[arg(long, env = "DEPLOYER_CONTEXT", value_name = "NAME")]
     pub context: Option<String>,
+
+    /// Namespaces this deployer serves, comma-separated; their watches start with the server
+    /// and health is SERVING only once they have synced. Requests for other namespaces are
+    /// refused with PERMISSION_DENIED. Empty: every namespace, watched from first use.
+    #[arg(
+        long = "namespace",
+        env = "DEPLOYER_NAMESPACES",
+        value_delimiter = ',',
+        value_name = "NS"
+    )]
+    pub namespaces: Vec<String>,
+
+    /// Seconds between heartbeats on an idle WatchStatus stream.
+    #[arg(long = "heartbeat-interval", env = "DEPLOYER_HEARTBEAT_INTERVAL", default_value_t = DEFAULT_HEARTBEAT_SECS, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub heartbeat_secs: u64,
+
+    /// Most WatchStatus streams served at once; more get RESOURCE_EXHAUSTED.
+    #[arg(long = "max-streams", env = "DEPLOYER_MAX_STREAMS", default_value_t = DEFAULT_MAX_STREAMS, value_name = "N")]
+    pub max_streams: usize,
 
     /// Seconds that open calls and streams get to finish after SIGTERM, once health reports
     /// NOT_SERVING; connections still open then are closed.
@@ -73,6 +99,9 @@ impl Default for Config {
             listen: DEFAULT_LISTEN,
             kubeconfig: None,
             context: None,
+            namespaces: Vec::new(),
+            heartbeat_secs: DEFAULT_HEARTBEAT_SECS,
+            max_streams: DEFAULT_MAX_STREAMS,
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
             log_filter: DEFAULT_LOG_FILTER.to_owned(),
             log_format: LogFormat::Plain,
@@ -155,6 +184,9 @@ mod tests {
             ("listen", "DEPLOYER_LISTEN"),
             ("kubeconfig", "KUBECONFIG"),
             ("context", "DEPLOYER_CONTEXT"),
+            ("namespaces", "DEPLOYER_NAMESPACES"),
+            ("heartbeat_secs", "DEPLOYER_HEARTBEAT_INTERVAL"),
+            ("max_streams", "DEPLOYER_MAX_STREAMS"),
             ("shutdown_timeout_secs", "DEPLOYER_SHUTDOWN_TIMEOUT"),
             ("log_filter", "DEPLOYER_LOG"),
             ("log_format", "DEPLOYER_LOG_FORMAT"),

@@ -1,7 +1,9 @@
 //! The crate's error type and the one place that decides which gRPC status
 //! code each failure becomes.
 
-use std::{io, net::SocketAddr, path::PathBuf};
+use std::{io, net::SocketAddr, path::PathBuf, time::Duration};
+
+use crate::domain::Violations;
 
 /// Result with the crate's [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -32,9 +34,101 @@ pub enum Error {
     #[error("building the Kubernetes client")]
     KubeClient(#[source] kube::Error),
 
-    /// A call to the Kubernetes API server failed.
-    #[error("Kubernetes API call failed")]
-    KubeApi(#[source] kube::Error),
+    /// A call to the Kubernetes API server failed while doing `action` (our words, safe to
+    /// show a caller, e.g. `creating pod "web" in namespace "team-a"`).
+    #[error("{action}")]
+    KubeApi {
+        /// What the service was doing.
+        action: String,
+        /// The client's error, with the API server's text (logged, never sent).
+        #[source]
+        source: kube::Error,
+    },
+
+    /// The request is malformed; every violation is listed.
+    #[error("{0}")]
+    InvalidRequest(Violations),
+
+    /// The namespace does not exist.
+    #[error("namespace {0:?} not found")]
+    NamespaceNotFound(String),
+
+    /// The pod does not exist (or is not managed by this service, for reads).
+    #[error("pod {namespace}/{name} not found")]
+    PodNotFound {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
+    /// A pod of that name exists and was not created by this request.
+    #[error("pod {namespace}/{name} already exists")]
+    NameTaken {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
+    /// The pod exists but was not created by this service; it is left alone.
+    #[error("pod {namespace}/{name} is not managed by k8s-deployer")]
+    NotManaged {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
+    /// The request_id was already used by a request that asked for something else.
+    #[error("request_id: {0:?} was already used for a different request")]
+    RequestIdReused(String),
+
+    /// While Deploy waited, the pod failed.
+    #[error("pod {namespace}/{name} failed: {reason}: {message}")]
+    PodFailed {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The machine-readable reason, as in the proto (e.g. IMAGE_PULL_FAILED).
+        reason: String,
+        /// The pod's message.
+        message: String,
+    },
+
+    /// Deploy's wait ran out before the pod got where it was asked to.
+    #[error("pod {pod} did not become {wanted} within {waited:?}: it is {state}")]
+    WaitTimedOut {
+        /// namespace/name.
+        pod: String,
+        /// What was waited for (SCHEDULED, RUNNING, READY).
+        wanted: &'static str,
+        /// How long.
+        waited: Duration,
+        /// Its health then, with its reason and message if any ("PENDING, UNSCHEDULABLE: ...").
+        state: String,
+    },
+
+    /// The namespace is not among those this deployer serves (`--namespace`).
+    #[error("namespace {0:?} is not served by this deployer")]
+    NamespaceNotServed(String),
+
+    /// The server already serves as many WatchStatus streams as it may.
+    #[error("the server already serves its maximum of {0} streams, retry later")]
+    TooManyStreams(usize),
+
+    /// The deployer may not list or watch the pods of the namespace.
+    #[error("the deployer may not watch pods in namespace {0:?}")]
+    WatchForbidden(String),
+
+    /// The pods of the namespace could not be listed (the API server is unreachable or failing).
+    #[error("the pods of namespace {0:?} could not be listed, retry later")]
+    WatchNotSynced(String),
+
+    /// The server is shutting down and takes no new work.
+    #[error("the server is shutting down")]
+    ShuttingDown,
 
     /// The gRPC listener could not be bound.
     #[error("binding the gRPC listener to {addr}")]
@@ -81,7 +175,16 @@ impl Error {
     /// The gRPC code a caller sees for this error.
     fn code(&self) -> tonic::Code {
         match self {
-            Self::KubeApi(source) => kube_error_code(source),
+            Self::KubeApi { source, .. } => kube_error_code(source),
+            Self::InvalidRequest(_) | Self::RequestIdReused(_) => tonic::Code::InvalidArgument,
+            Self::NamespaceNotFound(_) | Self::PodNotFound { .. } => tonic::Code::NotFound,
+            Self::NameTaken { .. } => tonic::Code::AlreadyExists,
+            Self::NotManaged { .. } | Self::PodFailed { .. } => tonic::Code::FailedPrecondition,
+            Self::WaitTimedOut { .. } => tonic::Code::DeadlineExceeded,
+            Self::TooManyStreams(_) => tonic::Code::ResourceExhausted,
+            Self::NamespaceNotServed(_) => tonic::Code::PermissionDenied,
+            Self::ShuttingDown | Self::WatchNotSynced(_) => tonic::Code::Unavailable,
+            Self::WatchForbidden(_) => tonic::Code::PermissionDenied,
             Self::KubeconfigRead { .. }
             | Self::KubeconfigLoad(_)
             | Self::KubeConfigInfer(_)
@@ -155,6 +258,41 @@ pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+impl Error {
+    /// The error for a hub subscription that failed (its detail goes to the log).
+    pub(crate) fn from_subscribe(namespace: &str, error: crate::hub::SubscribeError) -> Self {
+        use crate::hub::SubscribeError;
+        tracing::warn!(namespace, error = %error, "subscription failed");
+        match error {
+            SubscribeError::Forbidden(_) => Self::WatchForbidden(namespace.to_owned()),
+            SubscribeError::NotSynced(_) => Self::WatchNotSynced(namespace.to_owned()),
+            SubscribeError::Closed => Self::ShuttingDown,
+        }
+    }
+
+    /// What a caller is told: our own words only. The API server's text and the cause chain
+    /// go to the log.
+    fn caller_message(&self, code: tonic::Code) -> String {
+        match self {
+            Self::KubeApi { action, .. } => format!("{action}: {}", public_message(code)),
+            Self::InvalidRequest(_)
+            | Self::NamespaceNotFound(_)
+            | Self::PodNotFound { .. }
+            | Self::NameTaken { .. }
+            | Self::NotManaged { .. }
+            | Self::RequestIdReused(_)
+            | Self::PodFailed { .. }
+            | Self::WaitTimedOut { .. }
+            | Self::TooManyStreams(_)
+            | Self::NamespaceNotServed(_)
+            | Self::WatchForbidden(_)
+            | Self::WatchNotSynced(_)
+            | Self::ShuttingDown => self.to_string(),
+            _ => public_message(code).to_owned(),
+        }
+    }
+}
+
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         let code = error.code();
@@ -164,7 +302,16 @@ impl From<Error> for tonic::Status {
         } else {
             tracing::warn!(error = %cause, code = ?code, "request failed");
         }
-        tonic::Status::new(code, public_message(code))
+        let message = error.caller_message(code);
+        if let Error::InvalidRequest(violations) = &error {
+            use tonic_types::{ErrorDetails, StatusExt as _};
+            let mut details = ErrorDetails::new();
+            for violation in &violations.0 {
+                details.add_bad_request_violation(&violation.field, &violation.description);
+            }
+            return tonic::Status::with_error_details(code, message, details);
+        }
+        tonic::Status::new(code, message)
     }
 }
 
@@ -175,11 +322,18 @@ mod tests {
     use super::*;
 
     fn api_error(code: u16, message: &str) -> Error {
-        Error::KubeApi(kube::Error::Api(
+        kube_error(kube::Error::Api(
             kube::core::Status::failure(message, "Reason")
                 .with_code(code)
                 .boxed(),
         ))
+    }
+
+    fn kube_error(source: kube::Error) -> Error {
+        Error::KubeApi {
+            action: "creating pod \"web\" in namespace \"ns\"".to_owned(),
+            source,
+        }
     }
 
     #[test]
@@ -197,11 +351,11 @@ mod tests {
             (api_error(504, "late"), Code::DeadlineExceeded),
             (api_error(410, "expired"), Code::Internal),
             (
-                Error::KubeApi(kube::Error::Service("connection refused".into())),
+                kube_error(kube::Error::Service("connection refused".into())),
                 Code::Unavailable,
             ),
             (
-                Error::KubeApi(kube::Error::LinesCodecMaxLineLengthExceeded),
+                kube_error(kube::Error::LinesCodecMaxLineLengthExceeded),
                 Code::Internal,
             ),
             (Error::KubeClient(kube::Error::TlsRequired), Code::Internal),
@@ -217,6 +371,28 @@ mod tests {
                 Code::Internal,
             ),
             (Error::ForcedShutdown, Code::Internal),
+            (Error::NamespaceNotFound("x".into()), Code::NotFound),
+            (
+                Error::NameTaken {
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                },
+                Code::AlreadyExists,
+            ),
+            (
+                Error::NotManaged {
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (Error::RequestIdReused("r".into()), Code::InvalidArgument),
+            (
+                Error::InvalidRequest(Violations(vec![])),
+                Code::InvalidArgument,
+            ),
+            (Error::TooManyStreams(3), Code::ResourceExhausted),
+            (Error::ShuttingDown, Code::Unavailable),
         ];
         for (error, code) in cases {
             let description = error.to_string();
@@ -263,10 +439,10 @@ mod tests {
 
     #[test]
     fn chain_does_not_repeat_causes_already_printed() {
-        let error = Error::KubeApi(kube::Error::Service("connection refused".into()));
+        let error = kube_error(kube::Error::Service("connection refused".into()));
         assert_eq!(
             chain(&error),
-            "Kubernetes API call failed: ServiceError: connection refused"
+            "creating pod \"web\" in namespace \"ns\": ServiceError: connection refused"
         );
     }
 }

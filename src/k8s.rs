@@ -9,6 +9,16 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::{Error, Result};
 
+pub mod convert;
+pub mod pods;
+pub mod watch;
+
+pub use pods::ClusterPods;
+
+/// Longest wait for any answer (or, in a watch, the next bytes) from the API server.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+pub use watch::{NamespaceWatch, WatchUpdate};
+
 /// Where the client configuration comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ConfigSource {
@@ -93,6 +103,16 @@ pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<
         },
     };
     tracing::debug!(cluster_url = %config.cluster_url, "Kubernetes client configured");
+    // No retries inside the client: kube would retry 429/503/504 up to 15 times with back-off
+    // of up to 1000 s, far past any caller's deadline. Callers get RESOURCE_EXHAUSTED or
+    // UNAVAILABLE at once and retry on their terms; the watches have their own back-off.
+    let mut config = config;
+    config.default_retry = false;
+    // A request the API server accepted but never answers (seen while it restarts) would hang
+    // for ever: bound every read, counted from when the request is sent. Watches are renewed
+    // by the server well within it (see `k8s::watch`).
+    config.read_timeout = Some(READ_TIMEOUT);
+    config.reset_reader_on_write = true;
     kube::Client::try_from(config).map_err(Error::KubeClient)
 }
 
@@ -117,7 +137,13 @@ fn merge_kubeconfigs(paths: &[PathBuf]) -> Result<Kubeconfig> {
 ///
 /// Fails when the API server cannot be reached or rejects the request.
 pub async fn apiserver_version(client: &kube::Client) -> Result<String> {
-    let info = client.apiserver_version().await.map_err(Error::KubeApi)?;
+    let info = client
+        .apiserver_version()
+        .await
+        .map_err(|source| Error::KubeApi {
+            action: "reading the API server version".to_owned(),
+            source,
+        })?;
     Ok(info.git_version)
 }
 

@@ -8,7 +8,12 @@
 //! - [`telemetry`]: tracing setup, plain or JSON output;
 //! - [`error`]: the crate's error type and its mapping to gRPC status codes;
 //! - [`proto`]: the generated code of the public protobuf contract;
-//! - [`k8s`]: the Kubernetes adapter (client construction, reachability);
+//! - [`domain`]: what a deployment asks for and what a pod's status means, free of
+//!   Kubernetes and gRPC types;
+//! - [`k8s`]: the Kubernetes adapter (client, pod builder, conversions, namespace watches);
+//! - [`hub`]: the status hub, one owner of each namespace's state, fanning out to
+//!   subscribers;
+//! - [`grpc`]: the `deployer.v1.DeployerService` implementation;
 //! - [`server`]: bootstrap, health, reflection and graceful shutdown.
 //!
 //! Integration tests start the server in-process:
@@ -35,7 +40,10 @@
 //! ```
 
 pub mod config;
+pub mod domain;
 pub mod error;
+pub mod grpc;
+pub mod hub;
 pub mod k8s;
 pub mod proto;
 pub mod server;

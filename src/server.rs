@@ -16,6 +16,13 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::Instrument as _;
 
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::grpc::{DeployerService, ServiceSettings};
+use crate::hub::{StatusHub, WatchStarter};
+use crate::k8s::{ClusterPods, NamespaceWatch};
+use crate::proto::deployer::v1::deployer_service_server::DeployerServiceServer;
 use crate::{Config, Error, Result, error, k8s, proto};
 
 /// First delay between two attempts to reach the API server.
@@ -33,6 +40,7 @@ pub struct Server {
     local_addr: SocketAddr,
     client: kube::Client,
     shutdown_timeout: Duration,
+    settings: ServiceSettings,
 }
 
 impl Server {
@@ -64,6 +72,11 @@ impl Server {
             local_addr,
             client,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
+            settings: ServiceSettings {
+                namespaces: config.namespaces.iter().cloned().collect(),
+                heartbeat: Duration::from_secs(config.heartbeat_secs),
+                max_streams: config.max_streams,
+            },
         })
     }
 
@@ -104,13 +117,29 @@ impl Server {
             .build_v1alpha()
             .map_err(Error::Reflection)?;
 
+        let client = self.client.clone();
+        let start_watch: WatchStarter = Arc::new(move |namespace, updates| {
+            Box::new(NamespaceWatch::start(&client, namespace, updates)) as Box<dyn Any + Send>
+        });
+        let hub = StatusHub::new(start_watch);
+        // Turned true when shutdown begins: every open stream ends with a final message.
+        let (streams_stop_tx, streams_stop_rx) = watch::channel(false);
+        let deployer = DeployerService::new(
+            ClusterPods::new(self.client.clone()),
+            hub.clone(),
+            self.settings.clone(),
+            streams_stop_rx,
+        );
+
         let (stop_tx, stop_rx) = watch::channel(false);
-        let readiness = spawn_readiness(self.client, health.clone(), stop_rx);
+        let served: Vec<String> = self.settings.namespaces.iter().cloned().collect();
+        let readiness = spawn_readiness(self.client, hub, served, health.clone(), stop_rx);
 
         let (drain_tx, drain_rx) = oneshot::channel::<()>();
         let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
         let serve = tonic::transport::Server::builder()
             .add_service(health_service)
+            .add_service(DeployerServiceServer::new(deployer))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(incoming, async move {
@@ -135,6 +164,7 @@ impl Server {
         let _ = stop_tx.send(true);
         stop_readiness(readiness).await;
         set_health(&health, ServingStatus::NotServing).await;
+        streams_stop_tx.send_replace(true);
 
         let _ = drain_tx.send(());
         // Long-lived streams (a health Watch, say) would hold the drain open for ever: past
@@ -194,11 +224,13 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
 /// SERVING. It gives up when `stop` turns true.
 fn spawn_readiness(
     client: kube::Client,
+    hub: StatusHub,
+    namespaces: Vec<String>,
     health: HealthReporter,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let span = tracing::info_span!("apiserver_readiness");
-    tokio::spawn(wait_for_apiserver(client, health, stop).instrument(span))
+    tokio::spawn(wait_for_apiserver(client, hub, namespaces, health, stop).instrument(span))
 }
 
 /// Waits for the readiness task to end; it ends promptly once stop is sent.
@@ -210,6 +242,8 @@ async fn stop_readiness(readiness: JoinHandle<()>) {
 
 async fn wait_for_apiserver(
     client: kube::Client,
+    hub: StatusHub,
+    namespaces: Vec<String>,
     health: HealthReporter,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -225,7 +259,21 @@ async fn wait_for_apiserver(
                 tracing::info!(
                     kubernetes_version = %version,
                     attempt,
-                    "connected to the Kubernetes API server, reporting SERVING"
+                    "connected to the Kubernetes API server"
+                );
+                // The namespaces served from start-up must have synced first.
+                let synced = async {
+                    for namespace in &namespaces {
+                        hub.watch_and_sync(namespace).await;
+                    }
+                };
+                tokio::select! {
+                    () = synced => {}
+                    _ = stop.wait_for(|stop| *stop) => return,
+                }
+                tracing::info!(
+                    namespaces = namespaces.len(),
+                    "watches synced, reporting SERVING"
                 );
                 set_health(&health, ServingStatus::Serving).await;
                 return;

@@ -7,13 +7,11 @@ mod support;
 use std::net::TcpStream;
 use std::path::Path;
 
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
 use support::{
-    TestCluster, condition, create_namespace, create_pod_in_new_namespace, pod, unique,
-    wait_for_event, wait_for_pod, wait_for_pod_gone, waiting_reason,
+    TestCluster, condition, create_namespace, create_pod_in_new_namespace, pod,
+    service_account_token, unique, wait_for_event, wait_for_pod, wait_for_pod_gone, waiting_reason,
 };
 
 #[tokio::test]
@@ -233,49 +231,16 @@ async fn rbac_limits_a_service_account_to_its_namespace() {
     let team_a = create_namespace(&admin, "team-a", &[]).await;
     let team_b = create_namespace(&admin, "team-b", &[]).await;
 
-    let role: Role = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": "pod-deployer" },
-        "rules": [{ "apiGroups": [""], "resources": ["pods"],
-                    "verbs": ["create", "get", "list", "watch"] }]
-    }))
-    .expect("a role");
-    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": "pod-deployer" },
-        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                     "name": "pod-deployer" },
-        "subjects": [{ "kind": "ServiceAccount", "name": "deployer", "namespace": team_a }]
-    }))
-    .expect("a role binding");
-    let account: ServiceAccount =
-        serde_json::from_value(serde_json::json!({ "metadata": { "name": "deployer" } }))
-            .expect("a service account");
-    let pp = PostParams::default();
-    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), &team_a);
-    accounts.create(&pp, &account).await.expect("create the SA");
-    Api::<Role>::namespaced(admin.clone(), &team_a)
-        .create(&pp, &role)
-        .await
-        .expect("create the role");
-    Api::<RoleBinding>::namespaced(admin.clone(), &team_a)
-        .create(&pp, &binding)
-        .await
-        .expect("create the binding");
-
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![],
-            expiration_seconds: Some(600),
-            ..TokenRequestSpec::default()
-        },
-        ..TokenRequest::default()
-    };
-    let minted = accounts
-        .create_token_request("deployer", &pp, &request)
-        .await
-        .expect("mint a token with the TokenRequest API");
-    let token = minted.status.expect("a token").token;
+    let token = service_account_token(
+        &admin,
+        &team_a,
+        "deployer",
+        &["create", "get", "list", "watch"],
+    )
+    .await;
     assert!(!token.is_empty());
     let deployer = cluster.client_with_token(&token).await;
+    let pp = PostParams::default();
 
     let allowed: Api<Pod> = Api::namespaced(deployer.clone(), &team_a);
     let created = allowed

@@ -96,8 +96,8 @@ impl TestCluster {
         Client::try_from(self.config().await).expect("build a client")
     }
 
-    /// A client that authenticates with a bearer token instead of the admin certificate.
-    pub async fn client_with_token(&self, token: &str) -> Client {
+    /// The admin kubeconfig with its user's credentials replaced by a bearer token.
+    fn token_kubeconfig(&self, token: &str) -> Kubeconfig {
         let mut kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read the kubeconfig");
         for user in &mut kubeconfig.auth_infos {
             user.auth_info = Some(AuthInfo {
@@ -105,10 +105,26 @@ impl TestCluster {
                 ..AuthInfo::default()
             });
         }
-        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .expect("load the token kubeconfig");
+        kubeconfig
+    }
+
+    /// A client that authenticates with a bearer token instead of the admin certificate.
+    pub async fn client_with_token(&self, token: &str) -> Client {
+        let config = Config::from_custom_kubeconfig(
+            self.token_kubeconfig(token),
+            &KubeConfigOptions::default(),
+        )
+        .await
+        .expect("load the token kubeconfig");
         Client::try_from(config).expect("build a token client")
+    }
+
+    /// A kubeconfig file (in the cluster's folder) that authenticates with a bearer token.
+    pub fn kubeconfig_with_token(&self, token: &str) -> PathBuf {
+        let path = self.dir.join(format!("{}.kubeconfig", unique("token")));
+        let yaml = serde_yaml_string(&self.token_kubeconfig(token));
+        std::fs::write(&path, yaml).expect("write the token kubeconfig");
+        path
     }
 
     /// Run the cluster's own kubectl with the admin kubeconfig.
@@ -171,6 +187,11 @@ fn read_dir_values(dir: &Path) -> BTreeMap<String, u32> {
             )
         })
         .collect()
+}
+
+/// A kubeconfig as text (JSON is valid YAML, which is what kubeconfig files are).
+fn serde_yaml_string(kubeconfig: &Kubeconfig) -> String {
+    serde_json::to_string(kubeconfig).expect("serialise the kubeconfig")
 }
 
 /// A name no other test uses, for namespaces and pods.
@@ -316,4 +337,160 @@ pub fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a str> {
         .iter()
         .find(|c| c.type_ == type_)
         .map(|c| c.status.as_str())
+}
+
+/// A k8s-deployer server running in this test process on 127.0.0.1:0 against a cluster.
+pub struct RunningDeployer {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// A channel to it.
+    pub channel: tonic::transport::Channel,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<k8s_deployer::Result<()>>>,
+}
+
+impl RunningDeployer {
+    /// Start the server with `config` (its listen address and kubeconfig are set here) and
+    /// wait until its health is SERVING.
+    pub async fn start(cluster: &TestCluster, config: k8s_deployer::Config) -> RunningDeployer {
+        Self::start_with_kubeconfig(&cluster.kubeconfig, config).await
+    }
+
+    /// As [`RunningDeployer::start`], with another kubeconfig (another identity, or a dead
+    /// cluster); does not wait for SERVING.
+    pub async fn start_with_kubeconfig(
+        kubeconfig: &Path,
+        config: k8s_deployer::Config,
+    ) -> RunningDeployer {
+        let config = k8s_deployer::Config {
+            listen: "127.0.0.1:0".parse().expect("an address"),
+            kubeconfig: Some(kubeconfig.to_path_buf()),
+            ..config
+        };
+        let server = k8s_deployer::Server::bind(&config)
+            .await
+            .expect("bind the server");
+        let addr = server.local_addr();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+            .expect("a uri")
+            .connect()
+            .await
+            .expect("connect to the server");
+        RunningDeployer {
+            addr,
+            channel,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Wait until health reports SERVING for the whole server.
+    pub async fn wait_serving(&self) {
+        use tonic_health::pb::health_check_response::ServingStatus;
+        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let status = health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .map(|r| r.into_inner().status());
+            if matches!(status, Ok(ServingStatus::Serving)) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server is not SERVING after {WAIT:?}: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A generated client of the deployer service.
+    pub fn client(
+        &self,
+    ) -> k8s_deployer::proto::deployer::v1::deployer_service_client::DeployerServiceClient<
+        tonic::transport::Channel,
+    > {
+        k8s_deployer::proto::deployer::v1::deployer_service_client::DeployerServiceClient::new(
+            self.channel.clone(),
+        )
+    }
+
+    /// Begin the server's graceful shutdown and wait for it to end.
+    pub async fn stop(mut self) -> k8s_deployer::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let task = self.task.take().expect("the server task");
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("the server stops in time")
+            .expect("the server task")
+    }
+}
+
+impl Drop for RunningDeployer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Create ServiceAccount `account` in `namespace`, bound by a namespaced Role to `verbs` on
+/// pods there, and return a token for it minted with the TokenRequest API.
+pub async fn service_account_token(
+    admin: &Client,
+    namespace: &str,
+    account: &str,
+    verbs: &[&str],
+) -> String {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+
+    let pp = PostParams::default();
+    let role: Role = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": account },
+        "rules": [{ "apiGroups": [""], "resources": ["pods"], "verbs": verbs }]
+    }))
+    .expect("a role");
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": account },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account },
+        "subjects": [{ "kind": "ServiceAccount", "name": account, "namespace": namespace }]
+    }))
+    .expect("a role binding");
+    let sa: ServiceAccount =
+        serde_json::from_value(serde_json::json!({ "metadata": { "name": account } }))
+            .expect("a service account");
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
+    accounts.create(&pp, &sa).await.expect("create the SA");
+    Api::<Role>::namespaced(admin.clone(), namespace)
+        .create(&pp, &role)
+        .await
+        .expect("create the role");
+    Api::<RoleBinding>::namespaced(admin.clone(), namespace)
+        .create(&pp, &binding)
+        .await
+        .expect("create the binding");
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![],
+            expiration_seconds: Some(3600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let minted = accounts
+        .create_token_request(account, &pp, &request)
+        .await
+        .expect("mint a token with the TokenRequest API");
+    minted.status.expect("a token").token
 }

@@ -1,0 +1,31 @@
+//! The core of the service, free of Kubernetes and gRPC types: what a deployment asks for
+//! ([`spec`]), how it is checked ([`validate`], [`image`], [`names`]), and what a pod's status
+//! means ([`status`]). The Kubernetes adapter (`k8s`) and the gRPC layer (`grpc`) convert to and
+//! from these types at their edges.
+
+pub mod image;
+pub mod names;
+pub mod selector;
+pub mod spec;
+pub mod status;
+pub mod validate;
+
+pub use image::ImageReference;
+pub use selector::LabelSelector;
+pub use spec::{DeployInput, DeploySpec, WaitFor};
+pub use status::{Assessment, Health, PodEvent, PodState, Reason};
+pub use validate::{FieldViolation, Violations};
+
+/// The label every pod created by this service carries, and its value.
+pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "k8s-deployer");
+/// Label carrying the Deploy request_id, when one was given.
+pub const REQUEST_ID_LABEL: &str = "k8s-deployer.io/request-id";
+/// Annotation carrying the image reference as requested.
+pub const IMAGE_ANNOTATION: &str = "k8s-deployer.io/image";
+/// Annotation carrying a hash of the request, to tell a retry from a different request that
+/// reuses the same request_id.
+pub const REQUEST_HASH_ANNOTATION: &str = "k8s-deployer.io/request-hash";
+/// Prefix of the label and annotation keys this service reserves for itself.
+pub const RESERVED_PREFIX: &str = "k8s-deployer.io/";
+/// Name of the one container of every pod this service creates.
+pub const CONTAINER_NAME: &str = "app";

@@ -1,0 +1,240 @@
+//! A pod's status as this service sees it ([`PodState`]), the Events about it ([`PodEvent`]),
+//! and what it means for a caller ([`Assessment`]: a [`Health`] and a [`Reason`]).
+
+use std::collections::BTreeMap;
+
+/// A point in time (UTC), as Kubernetes reports it.
+pub type Time = jiff::Timestamp;
+
+/// The status of one pod, converted from the Kubernetes object by the adapter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodState {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID.
+    pub uid: String,
+    /// resourceVersion of the object this was read from.
+    pub resource_version: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// The image requested at Deploy (annotation), else the first container's image.
+    pub image: String,
+    /// The Deploy request_id (label), if any.
+    pub request_id: Option<String>,
+    /// The request hash (annotation), if any.
+    pub request_hash: Option<String>,
+    /// Kubernetes phase; empty when not reported yet.
+    pub phase: String,
+    /// Conditions, as reported.
+    pub conditions: Vec<Condition>,
+    /// Init container statuses, in spec order.
+    pub init_containers: Vec<ContainerStatus>,
+    /// Container statuses, in spec order.
+    pub containers: Vec<ContainerStatus>,
+    /// Pod IP, once assigned.
+    pub pod_ip: Option<String>,
+    /// Node, once scheduled.
+    pub node: Option<String>,
+    /// When the kubelet started the pod.
+    pub start_time: Option<Time>,
+    /// When the object was created.
+    pub created: Option<Time>,
+    /// Owner references.
+    pub owners: Vec<Owner>,
+    /// Deletion has begun.
+    pub deleting: bool,
+    /// The pod-level reason, e.g. "Evicted" (status.reason).
+    pub reason: Option<String>,
+    /// The pod-level message (status.message).
+    pub message: Option<String>,
+}
+
+/// A pod condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// PodScheduled, Initialized, ContainersReady, Ready, ...
+    pub type_: String,
+    /// "True", "False" or "Unknown".
+    pub status: String,
+    /// Reason, if any.
+    pub reason: Option<String>,
+    /// Message, if any.
+    pub message: Option<String>,
+    /// Last transition.
+    pub last_transition_time: Option<Time>,
+}
+
+/// The status of one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerStatus {
+    /// Name.
+    pub name: String,
+    /// Image, as in the spec.
+    pub image: String,
+    /// Resolved image ID, once pulled; empty before.
+    pub image_id: String,
+    /// Ready.
+    pub ready: bool,
+    /// Started.
+    pub started: bool,
+    /// Restarts so far.
+    pub restart_count: i32,
+    /// Current state.
+    pub state: ContainerState,
+    /// Previous run's state (`Unknown` when none).
+    pub last_state: ContainerState,
+}
+
+/// A container's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ContainerState {
+    /// Not reported.
+    #[default]
+    Unknown,
+    /// Waiting, with the kubelet's reason and message.
+    Waiting {
+        /// ContainerCreating, ErrImagePull, ImagePullBackOff, CrashLoopBackOff, ...
+        reason: String,
+        /// Detail.
+        message: String,
+    },
+    /// Running.
+    Running {
+        /// Since when.
+        started_at: Option<Time>,
+    },
+    /// Terminated.
+    Terminated {
+        /// Exit code.
+        exit_code: i32,
+        /// Signal, 0 for none.
+        signal: i32,
+        /// Completed, Error, OOMKilled, ...
+        reason: String,
+        /// Detail.
+        message: String,
+        /// Start.
+        started_at: Option<Time>,
+        /// End.
+        finished_at: Option<Time>,
+    },
+}
+
+/// An owner reference.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// Managing controller.
+    pub controller: bool,
+}
+
+/// A Kubernetes Event about a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodEvent {
+    /// Namespace.
+    pub namespace: String,
+    /// Pod name.
+    pub pod: String,
+    /// The Event object's UID (for de-duplication across relists).
+    pub uid: String,
+    /// The Event object's resourceVersion.
+    pub resource_version: String,
+    /// "Normal" or "Warning".
+    pub type_: String,
+    /// Reason.
+    pub reason: String,
+    /// Message.
+    pub message: String,
+    /// Occurrences.
+    pub count: i32,
+    /// First occurrence.
+    pub first_time: Option<Time>,
+    /// Last occurrence.
+    pub last_time: Option<Time>,
+    /// Reporting component.
+    pub source: String,
+}
+
+/// Derived health of a pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Health {
+    /// Not yet scheduled or started.
+    Pending,
+    /// Scheduled and on its way.
+    Progressing,
+    /// Running and Ready.
+    Ready,
+    /// Running but not ready, or restarting.
+    Degraded,
+    /// Will not become ready without action.
+    Failed,
+    /// Every container finished successfully.
+    Succeeded,
+    /// Gone.
+    Deleted,
+}
+
+impl Health {
+    /// FAILED, SUCCEEDED or DELETED: the pod will not change by itself any more.
+    #[must_use]
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Failed | Self::Succeeded | Self::Deleted)
+    }
+}
+
+/// Machine-readable reason behind a health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Nothing to report.
+    None,
+    /// The scheduler cannot place the pod.
+    Unschedulable,
+    /// Waiting to be scheduled.
+    Scheduling,
+    /// Pulling the image or creating the container.
+    ContainerCreating,
+    /// The image cannot be pulled.
+    ImagePullFailed,
+    /// The image reference is invalid.
+    InvalidImage,
+    /// The container keeps crashing.
+    CrashLoop,
+    /// The container cannot be created from its configuration.
+    ConfigError,
+    /// Killed for exceeding its memory limit.
+    OomKilled,
+    /// Exited with an error.
+    ContainerError,
+    /// Every container completed.
+    Completed,
+    /// Running but not ready.
+    NotReady,
+    /// Deletion has begun or the pod is gone.
+    Deleted,
+    /// Evicted or failed for a node-level cause.
+    Evicted,
+}
+
+/// What a pod's status means: health, reason and a human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    /// Health.
+    pub health: Health,
+    /// Reason.
+    pub reason: Reason,
+    /// Explanation, e.g. the scheduler's or kubelet's message; may be empty.
+    pub message: String,
+}
+
+/// Classify a pod's status. A pure function of the status.
+#[must_use]
+pub fn assess(pod: &PodState) -> Assessment {
+    classify::assess(pod)
+}
+
+mod classify;

@@ -1,0 +1,199 @@
+//! WatchStatus: a hub subscription turned into a numbered gRPC stream with heartbeats, an
+//! `until` condition, and a final message on shutdown.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, mpsc, watch as signal};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+use tracing::Instrument as _;
+
+use crate::domain::Health;
+use crate::grpc::DeployerService;
+use crate::hub::{Filter, Subscription, Update};
+use crate::proto::deployer::v1 as pb;
+use crate::{Error, Result};
+
+/// Messages buffered between a stream's task and the transport. When the caller reads
+/// slower than this, the task waits, and the hub resyncs it later instead of waiting.
+const STREAM_BUFFER: usize = 16;
+
+type Sink = mpsc::Sender<std::result::Result<pb::WatchStatusResponse, Status>>;
+
+impl DeployerService {
+    pub(super) async fn watch(
+        &self,
+        namespace: &str,
+        filter: Filter,
+        until: pb::Until,
+    ) -> Result<ReceiverStream<std::result::Result<pb::WatchStatusResponse, Status>>> {
+        if *self.shutdown.borrow() {
+            return Err(Error::ShuttingDown);
+        }
+        let permit = Arc::clone(&self.streams)
+            .try_acquire_owned()
+            .map_err(|_| Error::TooManyStreams(self.settings.max_streams))?;
+        self.pods.require_namespace(namespace).await?;
+        let subscription = self
+            .hub
+            .subscribe(namespace, filter.clone())
+            .await
+            .map_err(|error| Error::from_subscribe(namespace, error))?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let stream = StatusStream {
+            filter,
+            until,
+            heartbeat: self.settings.heartbeat,
+            sequence: 0,
+            health: BTreeMap::new(),
+            tx,
+            _permit: permit,
+        };
+        let span = tracing::info_span!("watch_status", namespace = %namespace);
+        tokio::spawn(
+            stream
+                .run(subscription, self.shutdown.clone())
+                .instrument(span),
+        );
+        Ok(ReceiverStream::new(rx))
+    }
+}
+
+/// One open WatchStatus stream.
+struct StatusStream {
+    filter: Filter,
+    until: pb::Until,
+    heartbeat: std::time::Duration,
+    sequence: u64,
+    /// The health of every pod the caller knows of.
+    health: BTreeMap<String, Health>,
+    tx: Sink,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Why the stream stops: after a final message, or because the caller left.
+enum Stop {
+    Ended,
+    CallerGone,
+}
+
+impl StatusStream {
+    async fn run(mut self, mut subscription: Subscription, mut shutdown: signal::Receiver<bool>) {
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + self.heartbeat, self.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let outcome = loop {
+            let step = tokio::select! {
+                update = subscription.updates.recv() => match update {
+                    Some(update) => self.forward(update).await,
+                    None => self.end(pb::EndReason::ServerShutdown, "the server is shutting down").await,
+                },
+                _ = heartbeat.tick() => {
+                    let time = crate::grpc::convert::timestamp(Some(jiff::Timestamp::now()));
+                    self.send(pb::watch_status_response::Kind::Heartbeat(pb::Heartbeat { time })).await
+                },
+                () = async {
+                    // The guard this returns must not live across the next await.
+                    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+                } => self.end(pb::EndReason::ServerShutdown, "the server is shutting down").await,
+                () = self.tx.closed() => Err(Stop::CallerGone),
+            };
+            heartbeat.reset();
+            if let Err(stop) = step {
+                break stop;
+            }
+        };
+        match outcome {
+            Stop::Ended => tracing::debug!(messages = self.sequence, "stream ended"),
+            Stop::CallerGone => tracing::debug!(messages = self.sequence, "caller left"),
+        }
+    }
+
+    async fn send(
+        &mut self,
+        kind: pb::watch_status_response::Kind,
+    ) -> std::result::Result<(), Stop> {
+        self.sequence += 1;
+        let message = pb::WatchStatusResponse {
+            sequence: self.sequence,
+            kind: Some(kind),
+        };
+        self.tx
+            .send(Ok(message))
+            .await
+            .map_err(|_| Stop::CallerGone)
+    }
+
+    async fn end(&mut self, reason: pb::EndReason, message: &str) -> std::result::Result<(), Stop> {
+        self.send(pb::watch_status_response::Kind::End(pb::End {
+            reason: reason.into(),
+            message: message.to_owned(),
+        }))
+        .await?;
+        Err(Stop::Ended)
+    }
+
+    async fn forward(&mut self, update: Update) -> std::result::Result<(), Stop> {
+        use pb::watch_status_response::Kind;
+        let mut deleted_by_name = false;
+        let kind = match update {
+            Update::Snapshot { pods, not_found } | Update::Resync { pods, not_found } => {
+                let first = self.sequence == 0;
+                self.health = pods
+                    .iter()
+                    .map(|p| (p.state.name.clone(), p.assessment.health))
+                    .collect();
+                let snapshot = pb::Snapshot {
+                    pods: pods
+                        .iter()
+                        .map(|p| pb::PodStatus::from(p.as_ref()))
+                        .collect(),
+                    not_found,
+                };
+                if first {
+                    Kind::Snapshot(snapshot)
+                } else {
+                    Kind::Resync(snapshot)
+                }
+            }
+            Update::Pod(view) => {
+                self.health
+                    .insert(view.state.name.clone(), view.assessment.health);
+                Kind::Pod(pb::PodStatus::from(view.as_ref()))
+            }
+            Update::Deleted(view) => {
+                self.health.remove(&view.state.name);
+                deleted_by_name = matches!(self.filter, Filter::Name(_));
+                Kind::Deleted(pb::PodStatus::from(view.as_ref()))
+            }
+            Update::Event(event) => Kind::Event(pb::PodEvent::from(event.as_ref())),
+        };
+        self.send(kind).await?;
+        if deleted_by_name {
+            return self
+                .end(pb::EndReason::PodDeleted, "the pod was deleted")
+                .await;
+        }
+        if self.until_met() {
+            return self
+                .end(
+                    pb::EndReason::UntilMet,
+                    "the watched pods reached the requested state",
+                )
+                .await;
+        }
+        Ok(())
+    }
+
+    fn until_met(&self) -> bool {
+        if self.health.is_empty() {
+            return false;
+        }
+        match self.until {
+            pb::Until::Ready => self.health.values().all(|h| *h == Health::Ready),
+            pb::Until::Terminal => self.health.values().all(|h| h.is_terminal()),
+            pb::Until::Unspecified | pb::Until::None => false,
+        }
+    }
+}

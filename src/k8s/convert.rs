@@ -1,0 +1,248 @@
+//! Kubernetes objects to domain types: [`pod_state`] and [`pod_event`].
+
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as KubeTime;
+
+use crate::domain::status::{Condition, ContainerState, ContainerStatus, Owner, Time};
+use crate::domain::{
+    IMAGE_ANNOTATION, PodEvent, PodState, REQUEST_HASH_ANNOTATION, REQUEST_ID_LABEL,
+};
+
+fn time(t: Option<&KubeTime>) -> Option<Time> {
+    t.map(|t| t.0)
+}
+
+/// The domain view of a pod.
+#[must_use]
+pub fn pod_state(pod: &core::Pod) -> PodState {
+    let meta = &pod.metadata;
+    let status = pod.status.clone().unwrap_or_default();
+    let spec = pod.spec.as_ref();
+    let labels = meta.labels.clone().unwrap_or_default();
+    let annotations = meta.annotations.as_ref();
+    let first_image = spec
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default();
+    PodState {
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+        image: annotations
+            .and_then(|a| a.get(IMAGE_ANNOTATION).cloned())
+            .unwrap_or(first_image),
+        request_id: labels.get(REQUEST_ID_LABEL).cloned(),
+        request_hash: annotations.and_then(|a| a.get(REQUEST_HASH_ANNOTATION).cloned()),
+        labels,
+        phase: status.phase.clone().unwrap_or_default(),
+        conditions: status
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| Condition {
+                type_: c.type_.clone(),
+                status: c.status.clone(),
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+                last_transition_time: time(c.last_transition_time.as_ref()),
+            })
+            .collect(),
+        init_containers: container_statuses(
+            spec.and_then(|s| s.init_containers.as_deref())
+                .unwrap_or_default(),
+            status
+                .init_container_statuses
+                .as_deref()
+                .unwrap_or_default(),
+        ),
+        containers: container_statuses(
+            spec.map(|s| s.containers.as_slice()).unwrap_or_default(),
+            status.container_statuses.as_deref().unwrap_or_default(),
+        ),
+        pod_ip: status.pod_ip.clone().filter(|ip| !ip.is_empty()),
+        node: spec
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty()),
+        start_time: time(status.start_time.as_ref()),
+        created: time(meta.creation_timestamp.as_ref()),
+        owners: meta
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|o| Owner {
+                kind: o.kind.clone(),
+                name: o.name.clone(),
+                controller: o.controller.unwrap_or(false),
+            })
+            .collect(),
+        deleting: meta.deletion_timestamp.is_some(),
+        reason: status.reason.clone(),
+        message: status.message.clone(),
+    }
+}
+
+/// One entry per container of the spec, in spec order, with its reported status when there
+/// is one (a container the kubelet has not reported yet is `Unknown`).
+fn container_statuses(
+    containers: &[core::Container],
+    statuses: &[core::ContainerStatus],
+) -> Vec<ContainerStatus> {
+    containers
+        .iter()
+        .map(|c| {
+            let reported = statuses.iter().find(|s| s.name == c.name);
+            ContainerStatus {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                image_id: reported.map(|s| s.image_id.clone()).unwrap_or_default(),
+                ready: reported.is_some_and(|s| s.ready),
+                started: reported.and_then(|s| s.started).unwrap_or(false),
+                restart_count: reported.map_or(0, |s| s.restart_count),
+                state: container_state(reported.and_then(|s| s.state.as_ref())),
+                last_state: container_state(reported.and_then(|s| s.last_state.as_ref())),
+            }
+        })
+        .collect()
+}
+
+fn container_state(state: Option<&core::ContainerState>) -> ContainerState {
+    let Some(state) = state else {
+        return ContainerState::Unknown;
+    };
+    if let Some(t) = &state.terminated {
+        ContainerState::Terminated {
+            exit_code: t.exit_code,
+            signal: t.signal.unwrap_or(0),
+            reason: t.reason.clone().unwrap_or_default(),
+            message: t.message.clone().unwrap_or_default(),
+            started_at: time(t.started_at.as_ref()),
+            finished_at: time(t.finished_at.as_ref()),
+        }
+    } else if let Some(r) = &state.running {
+        ContainerState::Running {
+            started_at: time(r.started_at.as_ref()),
+        }
+    } else if let Some(w) = &state.waiting {
+        ContainerState::Waiting {
+            reason: w.reason.clone().unwrap_or_default(),
+            message: w.message.clone().unwrap_or_default(),
+        }
+    } else {
+        ContainerState::Unknown
+    }
+}
+
+/// The domain view of an Event, when it is about a pod.
+#[must_use]
+pub fn pod_event(event: &core::Event) -> Option<PodEvent> {
+    let object = &event.involved_object;
+    if object.kind.as_deref() != Some("Pod") {
+        return None;
+    }
+    let last_time = time(event.last_timestamp.as_ref())
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| time(event.metadata.creation_timestamp.as_ref()));
+    Some(PodEvent {
+        namespace: object
+            .namespace
+            .clone()
+            .or_else(|| event.metadata.namespace.clone())
+            .unwrap_or_default(),
+        pod: object.name.clone()?,
+        uid: event.metadata.uid.clone().unwrap_or_default(),
+        resource_version: event.metadata.resource_version.clone().unwrap_or_default(),
+        type_: event.type_.clone().unwrap_or_else(|| "Normal".to_owned()),
+        reason: event.reason.clone().unwrap_or_default(),
+        message: event.message.clone().unwrap_or_default(),
+        count: event.count.unwrap_or(1),
+        first_time: time(event.first_timestamp.as_ref()).or(last_time),
+        last_time,
+        source: event
+            .source
+            .as_ref()
+            .and_then(|s| s.component.clone())
+            .or_else(|| event.reporting_component.clone())
+            .unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(json: serde_json::Value) -> core::Pod {
+        serde_json::from_value(json).expect("a pod")
+    }
+
+    #[test]
+    fn a_crash_looping_pod_converts_with_its_last_state() {
+        let state = pod_state(&pod(serde_json::json!({
+            "metadata": {
+                "name": "web", "namespace": "ns", "uid": "u1", "resourceVersion": "42",
+                "labels": { "k8s-deployer.io/request-id": "r1" },
+                "annotations": { "k8s-deployer.io/image": "crash.invalid/app:1" }
+            },
+            "spec": { "nodeName": "n0", "containers": [{ "name": "app", "image": "crash.invalid/app:1" }] },
+            "status": {
+                "phase": "Running", "podIP": "10.0.0.1",
+                "conditions": [{ "type": "Ready", "status": "False", "reason": "ContainersNotReady" }],
+                "containerStatuses": [{
+                    "name": "app", "image": "crash.invalid/app:1", "imageID": "", "ready": false,
+                    "restartCount": 3,
+                    "state": { "waiting": { "reason": "CrashLoopBackOff", "message": "back-off" } },
+                    "lastState": { "terminated": { "exitCode": 1, "reason": "Error" } }
+                }]
+            }
+        })));
+        assert_eq!(state.name, "web");
+        assert_eq!(state.resource_version, "42");
+        assert_eq!(state.request_id.as_deref(), Some("r1"));
+        assert_eq!(state.image, "crash.invalid/app:1");
+        assert_eq!(state.node.as_deref(), Some("n0"));
+        assert_eq!(state.containers.len(), 1);
+        let c = &state.containers[0];
+        assert_eq!(c.restart_count, 3);
+        assert!(
+            matches!(&c.state, ContainerState::Waiting { reason, .. } if reason == "CrashLoopBackOff")
+        );
+        assert!(
+            matches!(&c.last_state, ContainerState::Terminated { exit_code: 1, reason, .. } if reason == "Error")
+        );
+        assert_eq!(
+            state.conditions[0].reason.as_deref(),
+            Some("ContainersNotReady")
+        );
+    }
+
+    #[test]
+    fn a_new_pod_has_unknown_container_states_and_no_node() {
+        let state = pod_state(&pod(serde_json::json!({
+            "metadata": { "name": "p", "namespace": "ns" },
+            "spec": { "containers": [{ "name": "app", "image": "nginx" }] }
+        })));
+        assert_eq!(state.node, None);
+        assert_eq!(state.image, "nginx");
+        assert_eq!(state.containers[0].state, ContainerState::Unknown);
+        assert!(!state.deleting);
+    }
+
+    #[test]
+    fn only_events_about_pods_convert() {
+        let event = |kind: &str| -> core::Event {
+            serde_json::from_value(serde_json::json!({
+                "metadata": { "name": "e", "namespace": "ns", "uid": "e1" },
+                "involvedObject": { "kind": kind, "name": "web", "namespace": "ns" },
+                "type": "Warning", "reason": "Failed", "message": "Failed to pull image",
+                "count": 2, "source": { "component": "kubelet" }
+            }))
+            .expect("an event")
+        };
+        let converted = pod_event(&event("Pod")).expect("a pod event");
+        assert_eq!(converted.pod, "web");
+        assert_eq!(converted.count, 2);
+        assert_eq!(converted.source, "kubelet");
+        assert_eq!(converted.type_, "Warning");
+        assert!(pod_event(&event("Node")).is_none());
+    }
+}

@@ -1,0 +1,1062 @@
+//! `deployer.v1.DeployerService` as its callers use it: through the generated client, against
+//! the service running on 127.0.0.1:0 and a real local control plane. Every call, every error
+//! code the contract promises, and the WatchStatus stream contract.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_deployer::Config;
+use k8s_deployer::proto::deployer::v1 as pb;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, PostParams};
+use pb::deployer_service_client::DeployerServiceClient;
+use pb::watch_status_response::Kind;
+use support::{RunningDeployer, TestCluster, WAIT, create_namespace, pod, service_account_token};
+use tonic::transport::Channel;
+use tonic::{Code, Streaming};
+
+type Client = DeployerServiceClient<Channel>;
+
+/// A server on the shared cluster, an admin kube client, and a fresh namespace.
+async fn setup(prefix: &str) -> (RunningDeployer, kube::Client, String) {
+    let cluster = TestCluster::shared();
+    let admin = cluster.client().await;
+    let namespace = create_namespace(&admin, prefix, &[]).await;
+    let server = RunningDeployer::start(cluster, Config::default()).await;
+    server.wait_serving().await;
+    (server, admin, namespace)
+}
+
+fn deploy_request(namespace: &str, image: &str) -> pb::DeployRequest {
+    pb::DeployRequest {
+        image: image.to_owned(),
+        namespace: namespace.to_owned(),
+        ..pb::DeployRequest::default()
+    }
+}
+
+async fn deploy(client: &mut Client, request: pb::DeployRequest) -> pb::PodStatus {
+    client
+        .deploy(request)
+        .await
+        .expect("deploy")
+        .into_inner()
+        .pod
+        .expect("a pod status")
+}
+
+async fn watch(
+    client: &mut Client,
+    namespace: &str,
+    name: &str,
+    until: pb::Until,
+) -> Streaming<pb::WatchStatusResponse> {
+    client
+        .watch_status(pb::WatchStatusRequest {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            label_selector: String::new(),
+            until: until.into(),
+        })
+        .await
+        .expect("open the stream")
+        .into_inner()
+}
+
+/// Read the stream until it ends (or the wait runs out), checking that sequence numbers go
+/// on from `already_read` by one per message. Returns the messages read.
+async fn read_to_end(
+    stream: &mut Streaming<pb::WatchStatusResponse>,
+    already_read: u64,
+) -> Vec<pb::WatchStatusResponse> {
+    let mut messages = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("the stream did not end within {WAIT:?}: {messages:#?}"));
+        match next.expect("the stream ends with OK") {
+            Some(message) => {
+                assert_eq!(
+                    message.sequence,
+                    already_read + messages.len() as u64 + 1,
+                    "sequence numbers"
+                );
+                messages.push(message);
+            }
+            None => return messages,
+        }
+    }
+}
+
+/// Read until `wanted` holds for a message; returns it.
+async fn read_until(
+    stream: &mut Streaming<pb::WatchStatusResponse>,
+    what: &str,
+    wanted: impl Fn(&pb::WatchStatusResponse) -> bool,
+) -> pb::WatchStatusResponse {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let next = tokio::time::timeout_at(deadline, stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
+            .expect("the stream")
+            .unwrap_or_else(|| panic!("the stream ended before {what}"));
+        if wanted(&next) {
+            return next;
+        }
+    }
+}
+
+fn pod_of(message: &pb::WatchStatusResponse) -> Option<&pb::PodStatus> {
+    match message.kind.as_ref()? {
+        Kind::Pod(pod) | Kind::Deleted(pod) => Some(pod),
+        _ => None,
+    }
+}
+
+fn end_of(messages: &[pb::WatchStatusResponse]) -> pb::EndReason {
+    match messages.last().and_then(|m| m.kind.as_ref()) {
+        Some(Kind::End(end)) => end.reason(),
+        other => panic!("the stream's last message is not an end: {other:?}"),
+    }
+}
+
+async fn pods_in(admin: &kube::Client, namespace: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(admin.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("list pods")
+        .items
+}
+
+#[tokio::test]
+async fn deploy_then_watch_until_ready() {
+    let (server, _admin, ns) = setup("ready").await;
+    let mut client = server.client();
+    let created = client
+        .deploy(deploy_request(&ns, "nginx:1.27"))
+        .await
+        .expect("deploy")
+        .into_inner();
+    assert!(created.created);
+    let pod = created.pod.expect("a pod");
+    assert!(pod.name.starts_with("nginx-"), "{}", pod.name);
+    assert_eq!(pod.name.len(), "nginx-".len() + 5);
+    assert_eq!(pod.image, "nginx:1.27");
+    assert_eq!(pod.labels["app.kubernetes.io/managed-by"], "k8s-deployer");
+    assert!(!pod.uid.is_empty() && !pod.resource_version.is_empty());
+
+    let mut stream = watch(&mut client, &ns, &pod.name, pb::Until::Ready).await;
+    let messages = read_to_end(&mut stream, 0).await;
+    assert!(
+        matches!(messages[0].kind, Some(Kind::Snapshot(_))),
+        "the first message is a snapshot: {:?}",
+        messages[0]
+    );
+    assert_eq!(end_of(&messages), pb::EndReason::UntilMet);
+    let last_pod = messages
+        .iter()
+        .rev()
+        .find_map(|m| match &m.kind {
+            Some(Kind::Pod(p)) => Some(p.clone()),
+            Some(Kind::Snapshot(s)) => s.pods.first().cloned(),
+            _ => None,
+        })
+        .expect("a pod status");
+    assert_eq!(last_pod.health(), pb::Health::Ready);
+    assert_eq!(last_pod.phase, "Running");
+    assert!(!last_pod.pod_ip.is_empty() && !last_pod.node.is_empty());
+    assert!(last_pod.start_time.is_some());
+    let container = &last_pod.containers[0];
+    assert_eq!(container.name, "app");
+    assert!(container.ready);
+    assert!(container.image_id.contains("@sha256:"));
+    // Pod messages carry resourceVersions that only grow.
+    let versions: Vec<u64> = messages
+        .iter()
+        .filter_map(pod_of)
+        .map(|p| p.resource_version.parse().expect("a number"))
+        .collect();
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+}
+
+#[tokio::test]
+async fn an_unpullable_image_fails_and_its_event_arrives_in_the_stream() {
+    let (server, _admin, ns) = setup("pullfail").await;
+    let mut client = server.client();
+    let pod = deploy(&mut client, deploy_request(&ns, "fail.invalid/nothing:1")).await;
+    // Until NONE: the kubelet's Event and the status change are separate objects, and either
+    // may reach the stream first; both must arrive.
+    let mut stream = watch(&mut client, &ns, &pod.name, pb::Until::None).await;
+    let (mut failed, mut event) = (None, None);
+    let mut sequence = 0;
+    while failed.is_none() || event.is_none() {
+        let message = read_until(&mut stream, "the failure and its event", |_| true).await;
+        sequence += 1;
+        assert_eq!(message.sequence, sequence, "sequence numbers");
+        match &message.kind {
+            Some(Kind::Pod(p)) if p.health() == pb::Health::Failed => failed = Some(p.clone()),
+            Some(Kind::Event(e))
+                if e.r#type == "Warning" && e.message.starts_with("Failed to pull image") =>
+            {
+                event = Some(e.clone());
+            }
+            _ => {}
+        }
+    }
+    let failed = failed.expect("a failed status");
+    assert_eq!(failed.reason(), pb::Reason::ImagePullFailed);
+    assert!(
+        failed.message.contains("fail.invalid/nothing:1"),
+        "{}",
+        failed.message
+    );
+    let event = event.expect("the kubelet's Warning event in the stream");
+    assert_eq!(event.pod, pod.name);
+    assert_eq!(event.reason, "Failed");
+    assert!(event.count >= 1 && event.last_time.is_some());
+}
+
+#[tokio::test]
+async fn a_crashing_image_is_a_crash_loop_and_never_ready() {
+    let (server, _admin, ns) = setup("crashloop").await;
+    let mut client = server.client();
+    let pod = deploy(&mut client, deploy_request(&ns, "crash.invalid/app:1")).await;
+    let mut stream = watch(&mut client, &ns, &pod.name, pb::Until::Terminal).await;
+    let messages = read_to_end(&mut stream, 0).await;
+    let statuses: Vec<&pb::PodStatus> = messages.iter().filter_map(pod_of).collect();
+    assert!(statuses.iter().all(|p| p.health() != pb::Health::Ready));
+    let last = statuses.last().expect("a pod status");
+    assert_eq!(last.health(), pb::Health::Failed);
+    assert_eq!(last.reason(), pb::Reason::CrashLoop);
+    let container = &last.containers[0];
+    assert!(!container.ready);
+    let terminated = container
+        .last_state
+        .as_ref()
+        .and_then(|s| s.state.as_ref())
+        .map(|s| matches!(s, pb::container_state::State::Terminated(t) if t.exit_code == 1));
+    assert_eq!(terminated, Some(true), "{container:?}");
+}
+
+#[tokio::test]
+async fn an_oversized_pod_is_unschedulable_with_the_schedulers_message() {
+    let (server, _admin, ns) = setup("oversized").await;
+    let mut client = server.client();
+    let mut request = deploy_request(&ns, "nginx:1.27");
+    request.resources = Some(pb::Resources {
+        requests: [("cpu".to_owned(), "64".to_owned())].into(),
+        limits: Default::default(),
+    });
+    let pod = deploy(&mut client, request).await;
+    let mut stream = watch(&mut client, &ns, &pod.name, pb::Until::None).await;
+    let message = read_until(&mut stream, "UNSCHEDULABLE", |m| {
+        let snapshot_pod = match &m.kind {
+            Some(Kind::Snapshot(s)) => s.pods.first(),
+            _ => pod_of(m),
+        };
+        snapshot_pod.is_some_and(|p| p.reason() == pb::Reason::Unschedulable)
+    })
+    .await;
+    let status = match &message.kind {
+        Some(Kind::Snapshot(s)) => s.pods[0].clone(),
+        _ => pod_of(&message).expect("a pod").clone(),
+    };
+    assert_eq!(status.health(), pb::Health::Pending);
+    assert!(
+        status.message.contains("Insufficient cpu"),
+        "{}",
+        status.message
+    );
+    assert!(status.node.is_empty());
+}
+
+#[tokio::test]
+async fn malformed_images_are_rejected_and_nothing_is_created() {
+    let (server, admin, ns) = setup("badimage").await;
+    let mut client = server.client();
+    let malformed = [
+        "",
+        "Nginx",
+        "nginx:",
+        ":latest",
+        "nginx@",
+        "nginx@sha256:abc",
+        "nginx@sha256:ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789",
+        "ngin x",
+        "nginx:tag with space",
+        "-nginx",
+        "nginx-",
+        "nginx//x",
+        "nginx/",
+        "/nginx",
+        "nginx:-tag",
+        "http://nginx",
+        "a..b/c",
+        "registry.example.com/Team/app",
+        "nginx:1.0:2",
+        &format!("nginx:{}", "t".repeat(129)),
+    ];
+    for image in malformed {
+        let error = client
+            .deploy(deploy_request(&ns, image))
+            .await
+            .expect_err("a malformed image is refused");
+        assert_eq!(error.code(), Code::InvalidArgument, "{image:?}: {error:?}");
+        assert!(
+            error.message().starts_with("image: "),
+            "{image:?}: {}",
+            error.message()
+        );
+    }
+    assert!(pods_in(&admin, &ns).await.is_empty(), "no pod was created");
+}
+
+#[tokio::test]
+async fn every_malformed_field_is_named_with_its_rule() {
+    let (server, admin, ns) = setup("badfields").await;
+    let mut client = server.client();
+    let cases: Vec<(pb::DeployRequest, &str)> = vec![
+        (deploy_request("Bad_NS", "nginx"), "namespace"),
+        (deploy_request("", "nginx"), "namespace"),
+        (
+            pb::DeployRequest {
+                name: "Web_1".into(),
+                ..deploy_request(&ns, "nginx")
+            },
+            "name",
+        ),
+        (
+            pb::DeployRequest {
+                labels: [("bad key".to_owned(), "v".to_owned())].into(),
+                ..deploy_request(&ns, "nginx")
+            },
+            "labels",
+        ),
+        (
+            pb::DeployRequest {
+                labels: [("app.kubernetes.io/managed-by".to_owned(), "me".to_owned())].into(),
+                ..deploy_request(&ns, "nginx")
+            },
+            "labels",
+        ),
+        (
+            pb::DeployRequest {
+                env: vec![pb::EnvVar {
+                    name: "1BAD".into(),
+                    value: String::new(),
+                }],
+                ..deploy_request(&ns, "nginx")
+            },
+            "env[0].name",
+        ),
+        (
+            pb::DeployRequest {
+                ports: vec![pb::ContainerPort {
+                    name: String::new(),
+                    container_port: 70000,
+                    protocol: 0,
+                }],
+                ..deploy_request(&ns, "nginx")
+            },
+            "ports[0].container_port",
+        ),
+        (
+            pb::DeployRequest {
+                request_id: "has spaces".into(),
+                ..deploy_request(&ns, "nginx")
+            },
+            "request_id",
+        ),
+        (
+            pb::DeployRequest {
+                resources: Some(pb::Resources {
+                    requests: [("cpu".to_owned(), "lots".to_owned())].into(),
+                    limits: Default::default(),
+                }),
+                ..deploy_request(&ns, "nginx")
+            },
+            "resources.requests",
+        ),
+    ];
+    for (request, field) in cases {
+        let error = client
+            .deploy(request.clone())
+            .await
+            .expect_err("a malformed request is refused");
+        assert_eq!(error.code(), Code::InvalidArgument, "{field}: {error:?}");
+        assert!(
+            error.message().starts_with(field),
+            "{field}: the message names the field: {}",
+            error.message()
+        );
+        // The violations are also in google.rpc.BadRequest details.
+        use tonic_types::StatusExt as _;
+        let details = error.get_details_bad_request().expect("BadRequest details");
+        assert!(
+            details
+                .field_violations
+                .iter()
+                .any(|v| v.field.starts_with(field)),
+            "{field}: {details:?}"
+        );
+    }
+    // Several violations are reported together.
+    let error = client
+        .deploy(pb::DeployRequest {
+            name: "Bad_Name".into(),
+            ..deploy_request(&ns, "Bad:Image:")
+        })
+        .await
+        .expect_err("refused");
+    assert!(
+        error.message().contains("image") && error.message().contains("name"),
+        "{}",
+        error.message()
+    );
+    assert!(pods_in(&admin, &ns).await.is_empty(), "no pod was created");
+}
+
+#[tokio::test]
+async fn a_retried_request_id_gets_the_same_pod_and_a_reused_one_is_refused() {
+    let (server, admin, ns) = setup("idempotent").await;
+    let mut client = server.client();
+    let request = pb::DeployRequest {
+        request_id: "6f1c2a1e-9b1d-4c5e-8f00-1a2b3c4d5e6f".into(),
+        ..deploy_request(&ns, "nginx:1.27")
+    };
+    let first = client
+        .deploy(request.clone())
+        .await
+        .expect("deploy")
+        .into_inner();
+    let retried = client
+        .deploy(request.clone())
+        .await
+        .expect("retry")
+        .into_inner();
+    assert!(first.created);
+    assert!(!retried.created, "a retry creates nothing");
+    let (first, retried) = (first.pod.expect("pod"), retried.pod.expect("pod"));
+    assert_eq!(first.name, retried.name);
+    assert_eq!(first.uid, retried.uid);
+    assert_eq!(retried.request_id, request.request_id);
+    assert_eq!(pods_in(&admin, &ns).await.len(), 1, "one pod, not two");
+
+    let error = client
+        .deploy(pb::DeployRequest {
+            image: "nginx:1.28".into(),
+            ..request
+        })
+        .await
+        .expect_err("the same request_id for a different request");
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(
+        error.message().starts_with("request_id"),
+        "{}",
+        error.message()
+    );
+    assert_eq!(pods_in(&admin, &ns).await.len(), 1);
+}
+
+#[tokio::test]
+async fn wait_for_ready_answers_once_the_pod_is_ready() {
+    let (server, _admin, ns) = setup("waitready").await;
+    let mut client = server.client();
+    let pod = deploy(
+        &mut client,
+        pb::DeployRequest {
+            name: "web".into(),
+            wait_for: pb::WaitFor::Ready.into(),
+            ..deploy_request(&ns, "nginx:1.27")
+        },
+    )
+    .await;
+    assert_eq!(pod.health(), pb::Health::Ready);
+    assert_eq!(pod.name, "web");
+    assert!(pod.containers[0].ready);
+}
+
+#[tokio::test]
+async fn a_failing_wait_for_answers_with_the_pods_reason() {
+    let (server, _admin, ns) = setup("waitfail").await;
+    let mut client = server.client();
+    let error = client
+        .deploy(pb::DeployRequest {
+            wait_for: pb::WaitFor::Ready.into(),
+            ..deploy_request(&ns, "fail.invalid/app:2")
+        })
+        .await
+        .expect_err("the pod cannot become ready");
+    assert_eq!(error.code(), Code::FailedPrecondition, "{error:?}");
+    assert!(
+        error.message().contains("IMAGE_PULL_FAILED"),
+        "{}",
+        error.message()
+    );
+    assert!(
+        error.message().contains("fail.invalid/app:2"),
+        "{}",
+        error.message()
+    );
+}
+
+#[tokio::test]
+async fn a_wait_that_runs_out_is_deadline_exceeded_with_the_reason() {
+    let (server, _admin, ns) = setup("waittimeout").await;
+    let mut client = server.client();
+    let mut request = pb::DeployRequest {
+        wait_for: pb::WaitFor::Scheduled.into(),
+        wait_timeout: Some(prost_types::Duration {
+            seconds: 3,
+            nanos: 0,
+        }),
+        ..deploy_request(&ns, "nginx:1.27")
+    };
+    request.resources = Some(pb::Resources {
+        requests: [("memory".to_owned(), "1Ti".to_owned())].into(),
+        limits: Default::default(),
+    });
+    let error = client
+        .deploy(request.clone())
+        .await
+        .expect_err("the pod never gets scheduled");
+    assert_eq!(error.code(), Code::DeadlineExceeded, "{error:?}");
+    assert!(error.message().contains("SCHEDULED"), "{}", error.message());
+    assert!(
+        error.message().contains("UNSCHEDULABLE"),
+        "{}",
+        error.message()
+    );
+
+    // The caller's own deadline is honoured too, with the same reason.
+    let mut with_deadline = tonic::Request::new(pb::DeployRequest {
+        wait_timeout: None,
+        ..request
+    });
+    with_deadline.set_timeout(Duration::from_secs(3));
+    let error = client
+        .deploy(with_deadline)
+        .await
+        .expect_err("the caller's deadline passes first");
+    assert_eq!(error.code(), Code::DeadlineExceeded, "{error:?}");
+}
+
+#[tokio::test]
+async fn watch_then_delete_ends_the_stream() {
+    let (server, admin, ns) = setup("watchdelete").await;
+    let mut client = server.client();
+    let pod = deploy(
+        &mut client,
+        pb::DeployRequest {
+            wait_for: pb::WaitFor::Running.into(),
+            ..deploy_request(&ns, "nginx:1.27")
+        },
+    )
+    .await;
+    let mut stream = watch(&mut client, &ns, &pod.name, pb::Until::None).await;
+    let snapshot = stream.message().await.expect("a message").expect("one");
+    assert!(
+        matches!(snapshot.kind, Some(Kind::Snapshot(_))),
+        "{snapshot:?}"
+    );
+
+    let deleted = client
+        .delete_pod(pb::DeletePodRequest {
+            namespace: ns.clone(),
+            name: pod.name.clone(),
+            grace_period: None,
+        })
+        .await
+        .expect("delete")
+        .into_inner()
+        .pod
+        .expect("a pod");
+    assert!(deleted.deleting);
+    let rest = read_to_end(&mut stream, 1).await;
+    assert!(
+        rest.iter().any(
+            |m| matches!(&m.kind, Some(Kind::Deleted(p)) if p.health() == pb::Health::Deleted)
+        ),
+        "{rest:#?}"
+    );
+    match rest.last().and_then(|m| m.kind.as_ref()) {
+        Some(Kind::End(end)) => assert_eq!(end.reason(), pb::EndReason::PodDeleted),
+        other => panic!("not an end: {other:?}"),
+    }
+    assert!(pods_in(&admin, &ns).await.is_empty());
+}
+
+#[tokio::test]
+async fn watching_a_name_before_it_exists_sees_it_created() {
+    let (server, _admin, ns) = setup("early").await;
+    let mut client = server.client();
+    let mut stream = watch(&mut client, &ns, "later", pb::Until::Ready).await;
+    let first = stream.message().await.expect("a message").expect("one");
+    match first.kind {
+        Some(Kind::Snapshot(snapshot)) => {
+            assert!(snapshot.not_found);
+            assert!(snapshot.pods.is_empty());
+        }
+        other => panic!("not a snapshot: {other:?}"),
+    }
+    deploy(
+        &mut client,
+        pb::DeployRequest {
+            name: "later".into(),
+            ..deploy_request(&ns, "nginx:1.27")
+        },
+    )
+    .await;
+    let messages = read_to_end(&mut stream, 1).await;
+    assert_eq!(end_of(&messages), pb::EndReason::UntilMet);
+    assert!(
+        messages
+            .iter()
+            .filter_map(pod_of)
+            .any(|p| p.health() == pb::Health::Ready)
+    );
+}
+
+#[tokio::test]
+async fn get_list_and_delete_see_only_managed_pods() {
+    let (server, admin, ns) = setup("crud").await;
+    let mut client = server.client();
+    let web = deploy(
+        &mut client,
+        pb::DeployRequest {
+            name: "web".into(),
+            labels: [("tier".to_owned(), "front".to_owned())].into(),
+            ..deploy_request(&ns, "nginx:1.27")
+        },
+    )
+    .await;
+    deploy(
+        &mut client,
+        pb::DeployRequest {
+            name: "db".into(),
+            labels: [("tier".to_owned(), "back".to_owned())].into(),
+            ..deploy_request(&ns, "nginx:1.27")
+        },
+    )
+    .await;
+    // A pod this service did not create.
+    Api::<Pod>::namespaced(admin.clone(), &ns)
+        .create(&PostParams::default(), &pod("foreign", "nginx:1.27"))
+        .await
+        .expect("create a foreign pod");
+
+    let status = client
+        .get_status(pb::GetStatusRequest {
+            namespace: ns.clone(),
+            name: "web".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner()
+        .pod
+        .expect("a pod");
+    assert_eq!(status.uid, web.uid);
+
+    let all = client
+        .list_pods(pb::ListPodsRequest {
+            namespace: ns.clone(),
+            label_selector: String::new(),
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .pods;
+    let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["db", "web"], "sorted, managed only");
+    let front = client
+        .list_pods(pb::ListPodsRequest {
+            namespace: ns.clone(),
+            label_selector: "tier in (front)".into(),
+        })
+        .await
+        .expect("list")
+        .into_inner()
+        .pods;
+    assert_eq!(front.len(), 1);
+    assert_eq!(front[0].name, "web");
+    let bad = client
+        .list_pods(pb::ListPodsRequest {
+            namespace: ns.clone(),
+            label_selector: "tier in (".into(),
+        })
+        .await
+        .expect_err("a malformed selector");
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(
+        bad.message().starts_with("label_selector"),
+        "{}",
+        bad.message()
+    );
+
+    for (call, code) in [
+        ("get foreign", Code::NotFound),
+        ("get missing", Code::NotFound),
+        ("delete foreign", Code::FailedPrecondition),
+        ("delete missing", Code::NotFound),
+    ] {
+        let name = if call.ends_with("foreign") {
+            "foreign"
+        } else {
+            "missing"
+        };
+        let result = if call.starts_with("get") {
+            client
+                .get_status(pb::GetStatusRequest {
+                    namespace: ns.clone(),
+                    name: name.into(),
+                })
+                .await
+                .map(|_| ())
+        } else {
+            client
+                .delete_pod(pb::DeletePodRequest {
+                    namespace: ns.clone(),
+                    name: name.into(),
+                    grace_period: None,
+                })
+                .await
+                .map(|_| ())
+        };
+        let error = result.expect_err(call);
+        assert_eq!(error.code(), code, "{call}: {error:?}");
+    }
+    let foreign_still_there = Api::<Pod>::namespaced(admin.clone(), &ns)
+        .get_opt("foreign")
+        .await
+        .expect("get");
+    assert!(
+        foreign_still_there.is_some(),
+        "the foreign pod was left alone"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_namespace_is_not_found_everywhere() {
+    let (server, _admin, _ns) = setup("unused").await;
+    let mut client = server.client();
+    let missing = support::unique("missing");
+    let deploy_error = client
+        .deploy(deploy_request(&missing, "nginx:1.27"))
+        .await
+        .expect_err("no namespace");
+    assert_eq!(deploy_error.code(), Code::NotFound, "{deploy_error:?}");
+    assert!(
+        deploy_error.message().contains(&missing),
+        "{}",
+        deploy_error.message()
+    );
+    let list_error = client
+        .list_pods(pb::ListPodsRequest {
+            namespace: missing.clone(),
+            label_selector: String::new(),
+        })
+        .await
+        .expect_err("no namespace");
+    assert_eq!(list_error.code(), Code::NotFound);
+    let watch_error = client
+        .watch_status(pb::WatchStatusRequest {
+            namespace: missing.clone(),
+            name: "x".into(),
+            label_selector: String::new(),
+            until: 0,
+        })
+        .await
+        .expect_err("no namespace");
+    assert_eq!(watch_error.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_taken_name_is_already_exists() {
+    let (server, _admin, ns) = setup("taken").await;
+    let mut client = server.client();
+    let request = pb::DeployRequest {
+        name: "web".into(),
+        ..deploy_request(&ns, "nginx:1.27")
+    };
+    deploy(&mut client, request.clone()).await;
+    let error = client.deploy(request).await.expect_err("the name is taken");
+    assert_eq!(error.code(), Code::AlreadyExists, "{error:?}");
+    assert!(error.message().contains("web"), "{}", error.message());
+}
+
+#[tokio::test]
+async fn a_dry_run_goes_through_admission_and_creates_nothing() {
+    let (server, admin, ns) = setup("dryrun").await;
+    let mut client = server.client();
+    let answer = client
+        .deploy(pb::DeployRequest {
+            name: "web".into(),
+            dry_run: true,
+            ..deploy_request(&ns, "nginx:1.27")
+        })
+        .await
+        .expect("a dry run")
+        .into_inner();
+    assert!(!answer.created);
+    assert_eq!(answer.pod.expect("a pod").name, "web");
+    assert!(pods_in(&admin, &ns).await.is_empty());
+}
+
+#[tokio::test]
+async fn what_the_cluster_forbids_is_permission_denied() {
+    let cluster = TestCluster::shared();
+    let admin = cluster.client().await;
+    let team_a = create_namespace(&admin, "team-a", &[]).await;
+    let team_b = create_namespace(&admin, "team-b", &[]).await;
+    let token = service_account_token(
+        &admin,
+        &team_a,
+        "deployer",
+        &["create", "get", "list", "watch"],
+    )
+    .await;
+    let kubeconfig = cluster.kubeconfig_with_token(&token);
+    let server = RunningDeployer::start_with_kubeconfig(&kubeconfig, Config::default()).await;
+    server.wait_serving().await;
+    let mut client = server.client();
+
+    let allowed = deploy(&mut client, deploy_request(&team_a, "nginx:1.27")).await;
+    assert_eq!(allowed.namespace, team_a);
+    let error = client
+        .deploy(deploy_request(&team_b, "nginx:1.27"))
+        .await
+        .expect_err("forbidden in team-b");
+    assert_eq!(error.code(), Code::PermissionDenied, "{error:?}");
+    assert!(
+        !error.message().contains("forbidden: User"),
+        "no apiserver text: {}",
+        error.message()
+    );
+    let error = client
+        .delete_pod(pb::DeletePodRequest {
+            namespace: team_a.clone(),
+            name: allowed.name,
+            grace_period: None,
+        })
+        .await
+        .expect_err("delete was not granted");
+    assert_eq!(error.code(), Code::PermissionDenied, "{error:?}");
+}
+
+#[tokio::test]
+async fn namespaces_not_served_are_refused() {
+    let cluster = TestCluster::shared();
+    let admin = cluster.client().await;
+    let served = create_namespace(&admin, "served", &[]).await;
+    let other = create_namespace(&admin, "other", &[]).await;
+    let server = RunningDeployer::start(
+        cluster,
+        Config {
+            namespaces: vec![served.clone()],
+            ..Config::default()
+        },
+    )
+    .await;
+    // SERVING means the served namespace's watch has synced.
+    server.wait_serving().await;
+    let mut client = server.client();
+    deploy(&mut client, deploy_request(&served, "nginx:1.27")).await;
+    let error = client
+        .deploy(deploy_request(&other, "nginx:1.27"))
+        .await
+        .expect_err("not served");
+    assert_eq!(error.code(), Code::PermissionDenied);
+    assert!(error.message().contains(&other), "{}", error.message());
+}
+
+#[tokio::test]
+async fn an_unreachable_apiserver_is_unavailable() {
+    let cluster = TestCluster::shared();
+    // The shared cluster's credentials, pointed at a port where nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let text = std::fs::read_to_string(&cluster.kubeconfig).expect("read the kubeconfig");
+    let server_line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("server:"))
+        .expect("a server line");
+    let dead = text.replace(server_line, &format!("    server: https://{closed}"));
+    let path = cluster
+        .dir
+        .join(format!("{}.kubeconfig", support::unique("dead")));
+    std::fs::write(&path, dead).expect("write");
+    let server = RunningDeployer::start_with_kubeconfig(&path, Config::default()).await;
+    let mut client = server.client();
+    let error = client
+        .deploy(deploy_request("default", "nginx:1.27"))
+        .await
+        .expect_err("the apiserver is unreachable");
+    assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+}
+
+#[tokio::test]
+async fn streams_beyond_the_maximum_are_resource_exhausted() {
+    let cluster = TestCluster::shared();
+    let admin = cluster.client().await;
+    let ns = create_namespace(&admin, "maxstreams", &[]).await;
+    let server = RunningDeployer::start(
+        cluster,
+        Config {
+            max_streams: 1,
+            ..Config::default()
+        },
+    )
+    .await;
+    server.wait_serving().await;
+    let mut client = server.client();
+    let mut first = watch(&mut client, &ns, "a", pb::Until::None).await;
+    first.message().await.expect("a snapshot").expect("one");
+    let error = client
+        .watch_status(pb::WatchStatusRequest {
+            namespace: ns.clone(),
+            name: "b".into(),
+            label_selector: String::new(),
+            until: 0,
+        })
+        .await
+        .expect_err("one stream at most");
+    assert_eq!(error.code(), Code::ResourceExhausted);
+    // Neither or both of name and selector.
+    let error = client
+        .watch_status(pb::WatchStatusRequest {
+            namespace: ns.clone(),
+            name: String::new(),
+            label_selector: String::new(),
+            until: 0,
+        })
+        .await
+        .expect_err("neither name nor selector");
+    assert_eq!(error.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_streams_with_a_final_message() {
+    let (server, _admin, ns) = setup("shutdown").await;
+    let mut client = server.client();
+    let mut stream = watch(&mut client, &ns, "anything", pb::Until::None).await;
+    stream.message().await.expect("a snapshot").expect("one");
+    let stopping = tokio::spawn(server.stop());
+    let rest = read_to_end(&mut stream, 1).await;
+    match rest.last().and_then(|m| m.kind.as_ref()) {
+        Some(Kind::End(end)) => assert_eq!(end.reason(), pb::EndReason::ServerShutdown),
+        other => panic!("not an end: {other:?}"),
+    }
+    stopping
+        .await
+        .expect("the stop task")
+        .expect("a clean stop");
+}
+
+/// The apiserver's API Priority and Fairness, set to give the deployer's identity the
+/// smallest share of seats and to reject what it cannot seat, makes it answer 429 under a
+/// burst: the caller gets RESOURCE_EXHAUSTED, not a hang (the client does not retry on its
+/// own) and not INTERNAL.
+#[tokio::test]
+async fn an_apiserver_that_throttles_is_resource_exhausted() {
+    use k8s_openapi::api::flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration};
+    let cluster = TestCluster::shared();
+    let admin = cluster.client().await;
+    let ns = create_namespace(&admin, "throttled", &[]).await;
+    let token = service_account_token(
+        &admin,
+        &ns,
+        "throttled",
+        &["create", "get", "list", "watch"],
+    )
+    .await;
+    let level_name = support::unique("throttle");
+    let level: PriorityLevelConfiguration = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": level_name },
+        "spec": { "type": "Limited", "limited": {
+            "nominalConcurrencyShares": 1, "lendablePercent": 0, "borrowingLimitPercent": 0,
+            "limitResponse": { "type": "Reject" }
+        } }
+    }))
+    .expect("a priority level");
+    let schema: FlowSchema = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": level_name },
+        "spec": {
+            "priorityLevelConfiguration": { "name": level_name },
+            "matchingPrecedence": 100,
+            "distinguisherMethod": { "type": "ByUser" },
+            "rules": [{
+                "subjects": [{ "kind": "ServiceAccount",
+                               "serviceAccount": { "name": "throttled", "namespace": ns } }],
+                "resourceRules": [{ "verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                                    "namespaces": ["*"] }]
+            }]
+        }
+    }))
+    .expect("a flow schema");
+    let pp = PostParams::default();
+    Api::<PriorityLevelConfiguration>::all(admin.clone())
+        .create(&pp, &level)
+        .await
+        .expect("create the priority level");
+    Api::<FlowSchema>::all(admin.clone())
+        .create(&pp, &schema)
+        .await
+        .expect("create the flow schema");
+
+    let kubeconfig = cluster.kubeconfig_with_token(&token);
+    let server = RunningDeployer::start_with_kubeconfig(&kubeconfig, Config::default()).await;
+    server.wait_serving().await;
+    let client = server.client();
+
+    // Bursts of dry-run deploys (nothing is created) until the apiserver, once it has taken
+    // the new flow control configuration, throttles.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut exhausted = None;
+    while exhausted.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the apiserver never throttled within {WAIT:?}"
+        );
+        let calls = (0..150).map(|i| {
+            let mut client = client.clone();
+            let request = pb::DeployRequest {
+                name: format!("burst-{i}"),
+                dry_run: true,
+                ..deploy_request(&ns, "nginx:1.27")
+            };
+            async move { client.deploy(request).await }
+        });
+        for result in futures::future::join_all(calls).await {
+            if let Err(status) = result {
+                assert_eq!(
+                    status.code(),
+                    Code::ResourceExhausted,
+                    "only throttling may fail these calls: {status:?}"
+                );
+                exhausted = Some(status);
+            }
+        }
+    }
+    let status = exhausted.expect("a throttled call");
+    assert!(
+        status.message().contains("retry later"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        pods_in(&admin, &ns).await.is_empty(),
+        "dry runs create nothing"
+    );
+    // Leave the cluster's flow control as it was.
+    let dp = kube::api::DeleteParams::default();
+    let _ = Api::<FlowSchema>::all(admin.clone())
+        .delete(&level_name, &dp)
+        .await;
+    let _ = Api::<PriorityLevelConfiguration>::all(admin.clone())
+        .delete(&level_name, &dp)
+        .await;
+}

@@ -1,0 +1,630 @@
+//! How WatchStatus scales and survives, seen from outside: the service under test runs on
+//! 127.0.0.1:0 against a real local control plane (kwok plays the kubelet), and every check is
+//! made through the generated gRPC client or on what the API server itself reports.
+//!
+//! - Many subscribers of a namespace share one upstream watch: 200 streams move the API
+//!   server's count of pod watches by at most one, and every one of them still hears of a new
+//!   pod.
+//! - A subscriber that stops reading never delays another: while one stream is left unread,
+//!   another keeps receiving every change; the stalled one, once read, gets a `resync` with
+//!   the full state, and its sequence numbers never skip.
+//! - An API server restart does not end a stream: heartbeats keep coming while it is down,
+//!   and changes made after it is back arrive on the same stream, in order.
+//!
+//! The tests run on a multi-threaded runtime, as the server does in production, so that a
+//! service task that blocks its thread shows up as a failed wait rather than a hung test.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_deployer::Config;
+use k8s_deployer::proto::deployer::v1 as pb;
+use pb::deployer_service_client::DeployerServiceClient;
+use pb::watch_status_response::Kind;
+use prost::Message as _;
+use support::{RunningDeployer, TestCluster, WAIT, create_namespace, unique};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Streaming};
+
+type Client = DeployerServiceClient<Channel>;
+
+/// The selector that matches every pod the service manages.
+const MANAGED: &str = "app.kubernetes.io/managed-by=k8s-deployer";
+
+/// The API server counts the watches it serves across the whole cluster, not per namespace,
+/// so the tests on the shared cluster that start namespace watches take turns: otherwise one
+/// test's watch would show up in another's count.
+static SHARED_CLUSTER_WATCHES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// One open WatchStatus stream, read as a caller reads it. Every message is checked against
+/// the stream contract: sequence numbers run 1, 2, 3, ... without a gap, the first message is
+/// a snapshot and no later one is.
+struct Watch {
+    label: String,
+    stream: Streaming<pb::WatchStatusResponse>,
+    received: u64,
+    /// Bytes received so far, as framed on the wire (5-byte gRPC prefix and message).
+    bytes: usize,
+}
+
+impl Watch {
+    async fn open(client: &mut Client, request: pb::WatchStatusRequest, label: &str) -> Watch {
+        let stream = client
+            .watch_status(request)
+            .await
+            .unwrap_or_else(|status| panic!("{label}: WatchStatus refused: {status:?}"))
+            .into_inner();
+        Watch {
+            label: label.to_owned(),
+            stream,
+            received: 0,
+            bytes: 0,
+        }
+    }
+
+    /// The next message. Panics if none comes within [`WAIT`], if the stream fails or ends,
+    /// or if the message breaks the contract.
+    async fn next(&mut self) -> Kind {
+        let label = &self.label;
+        let message = tokio::time::timeout(WAIT, self.stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("{label}: no message within {WAIT:?}"))
+            .unwrap_or_else(|status| panic!("{label}: the stream failed: {status:?}"))
+            .unwrap_or_else(|| {
+                panic!("{label}: the stream ended after {} messages", self.received)
+            });
+        self.received += 1;
+        self.bytes += 5 + message.encoded_len();
+        assert_eq!(
+            message.sequence, self.received,
+            "{label}: sequence numbers must grow by one per message"
+        );
+        let kind = message
+            .kind
+            .unwrap_or_else(|| panic!("{label}: message {} has no kind", self.received));
+        let is_snapshot = matches!(kind, Kind::Snapshot(_));
+        assert_eq!(
+            is_snapshot,
+            self.received == 1,
+            "{label}: the first message, and only the first, is a snapshot; message {} is \
+             {kind:?}",
+            self.received
+        );
+        kind
+    }
+
+    /// Read until `pick` returns something, within [`WAIT`] in all (heartbeats alone would
+    /// keep [`Watch::next`] waiting for ever). An `end` on the way is a failure.
+    async fn read_until<T>(&mut self, what: &str, mut pick: impl FnMut(Kind) -> Option<T>) -> T {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: no {what} within {WAIT:?}",
+                self.label
+            );
+            match self.next().await {
+                Kind::End(end) => panic!("{}: the stream ended before {what}: {end:?}", self.label),
+                kind => {
+                    if let Some(picked) = pick(kind) {
+                        return picked;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first message, which must be a snapshot.
+    async fn snapshot(&mut self) -> pb::Snapshot {
+        match self.next().await {
+            Kind::Snapshot(snapshot) => snapshot,
+            other => unreachable!("next() lets only a snapshot through first: {other:?}"),
+        }
+    }
+
+    /// After its last message the stream must end with OK.
+    async fn expect_closed_ok(&mut self) {
+        let label = &self.label;
+        let after = tokio::time::timeout(WAIT, self.stream.message())
+            .await
+            .unwrap_or_else(|_| panic!("{label}: the stream did not close within {WAIT:?}"));
+        assert!(
+            matches!(after, Ok(None)),
+            "{label}: after its end message the stream must close with OK, not {after:?}"
+        );
+    }
+}
+
+fn by_selector(namespace: &str) -> pb::WatchStatusRequest {
+    pb::WatchStatusRequest {
+        namespace: namespace.to_owned(),
+        label_selector: MANAGED.to_owned(),
+        until: pb::Until::None.into(),
+        ..pb::WatchStatusRequest::default()
+    }
+}
+
+fn by_name(namespace: &str, name: &str) -> pb::WatchStatusRequest {
+    pb::WatchStatusRequest {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        until: pb::Until::None.into(),
+        ..pb::WatchStatusRequest::default()
+    }
+}
+
+async fn deploy(
+    client: &mut Client,
+    namespace: &str,
+    name: &str,
+    image: &str,
+    wait_for: pb::WaitFor,
+) -> pb::PodStatus {
+    client
+        .deploy(pb::DeployRequest {
+            image: image.to_owned(),
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            wait_for: wait_for.into(),
+            ..pb::DeployRequest::default()
+        })
+        .await
+        .unwrap_or_else(|status| panic!("deploy {image} as {namespace}/{name}: {status:?}"))
+        .into_inner()
+        .pod
+        .expect("Deploy answers with the pod's status")
+}
+
+/// DeletePod, retried while the service reports the API server UNAVAILABLE (it may still be
+/// reconnecting after a restart).
+async fn delete_pod(client: &mut Client, namespace: &str, name: &str, grace: Option<Duration>) {
+    let request = pb::DeletePodRequest {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        grace_period: grace.map(|grace| prost_types::Duration {
+            seconds: i64::try_from(grace.as_secs()).expect("a short grace period"),
+            nanos: 0,
+        }),
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match client.delete_pod(request.clone()).await {
+            Ok(_) => return,
+            Err(status)
+                if status.code() == Code::Unavailable && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(status) => panic!("delete {namespace}/{name}: {status:?}"),
+        }
+    }
+}
+
+/// A new connection to the server: a caller of its own.
+async fn connect(endpoint: Endpoint) -> Channel {
+    endpoint
+        .connect()
+        .await
+        .unwrap_or_else(|error| panic!("connect to {}: {error}", endpoint.uri()))
+}
+
+fn endpoint(deployer: &RunningDeployer) -> Endpoint {
+    Endpoint::from_shared(format!("http://{}", deployer.addr)).expect("a uri")
+}
+
+// --- The API server's own count of the watches it serves ---------------------------------
+
+/// The API server's metrics, fetched as the admin: GET /metrics.
+async fn apiserver_metrics(admin: &kube::Client) -> String {
+    // kube builds a plain GET of a path through its request builder (a list with no
+    // parameters), so the test needs no HTTP crate of its own.
+    let request = kube::core::Request::new("/metrics")
+        .list(&kube::api::ListParams::default())
+        .expect("a GET /metrics request");
+    admin
+        .request_text(request)
+        .await
+        .expect("the API server's /metrics")
+}
+
+/// The sum of a metric's samples whose labels include every `(name, value)` in `labels`.
+/// Enough of the Prometheus text format for the API server's gauges: `name{k="v",...} value`.
+fn metric_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    let prefix = format!("{metric}{{");
+    text.lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .filter_map(|rest| rest.rsplit_once("} "))
+        .filter(|(sample_labels, _)| {
+            let sample: Vec<(&str, &str)> = sample_labels
+                .split("\",")
+                .filter_map(|pair| pair.split_once("=\""))
+                .map(|(key, value)| (key, value.trim_end_matches('"')))
+                .collect();
+            labels.iter().all(|wanted| sample.contains(wanted))
+        })
+        .map(|(_, value)| value.trim().parse::<f64>().expect("a sample value"))
+        .sum()
+}
+
+/// How many pod watches scoped to a namespace the API server is serving, read until the
+/// number holds still for three readings a second apart (a watch being opened or renewed
+/// shows up a moment late). The cluster's own components watch pods cluster-wide, so they
+/// are not in this count; a deployer's namespace watch is.
+async fn namespaced_pod_watches(admin: &kube::Client) -> u64 {
+    let labels = [
+        ("resource", "pods"),
+        ("scope", "namespace"),
+        ("verb", "WATCH"),
+    ];
+    let mut readings = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let text = apiserver_metrics(admin).await;
+        assert!(
+            text.contains("apiserver_longrunning_requests{"),
+            "the API server no longer reports apiserver_longrunning_requests"
+        );
+        let watches = metric_sum(&text, "apiserver_longrunning_requests", &labels);
+        // A gauge of open requests: a small whole number.
+        readings.push(watches.round() as u64);
+        if let [.., a, b, c] = readings[..]
+            && a == b
+            && b == c
+        {
+            return c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the API server's count of namespaced pod watches did not settle within {WAIT:?}: \
+             {readings:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+// --- Tests ----------------------------------------------------------------------------------
+
+/// How many streams the fan-out test opens, and over how many connections (callers).
+const SUBSCRIBERS: usize = 200;
+const CONNECTIONS: usize = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_subscribers_cost_one_upstream_watch() {
+    let _turn = SHARED_CLUSTER_WATCHES.lock().await;
+    let cluster = TestCluster::shared();
+    let admin = cluster.client().await;
+    let namespace = create_namespace(&admin, "fanout", &[]).await;
+    let deployer = RunningDeployer::start(cluster, Config::default()).await;
+    deployer.wait_serving().await;
+
+    // Nobody has subscribed to this namespace yet, so the service does not watch it.
+    let before = namespaced_pod_watches(&admin).await;
+
+    // 200 streams at once, spread over several connections as separate callers would be.
+    let mut channels = Vec::new();
+    for _ in 0..CONNECTIONS {
+        channels.push(connect(endpoint(&deployer)).await);
+    }
+    let mut watches = join_all((0..SUBSCRIBERS).map(|i| {
+        let mut client = Client::new(channels[i % CONNECTIONS].clone());
+        let request = by_selector(&namespace);
+        async move {
+            let mut watch = Watch::open(&mut client, request, &format!("subscriber {i}")).await;
+            let snapshot = watch.snapshot().await;
+            assert!(
+                snapshot.pods.is_empty() && !snapshot.not_found,
+                "subscriber {i}: the namespace has no pods yet: {snapshot:?}"
+            );
+            watch
+        }
+    }))
+    .await;
+
+    let after = namespaced_pod_watches(&admin).await;
+    println!(
+        "namespaced pod watches served by the API server: {before} before, {after} with \
+         {SUBSCRIBERS} streams open"
+    );
+    assert!(
+        after >= 1,
+        "the service's own watch of {namespace} must show in the API server's count \
+         ({before} before, {after} after): otherwise this test measures nothing"
+    );
+    assert!(
+        after <= before + 1,
+        "{SUBSCRIBERS} streams on one namespace must share one upstream pod watch, but the API \
+         server went from {before} to {after} namespaced pod watches"
+    );
+
+    // The shared watch serves them all: every stream hears of a new pod.
+    let mut client = deployer.client();
+    let web = deploy(
+        &mut client,
+        &namespace,
+        "web",
+        "nginx:1.27",
+        pb::WaitFor::None,
+    )
+    .await;
+    let name = &web.name;
+    join_all(watches.iter_mut().map(|watch| async move {
+        watch
+            .read_until(&format!("news of {name}"), |kind| match kind {
+                Kind::Pod(pod) => (pod.name == *name).then_some(()),
+                Kind::Resync(snapshot) => {
+                    snapshot.pods.iter().any(|p| p.name == *name).then_some(())
+                }
+                _ => None,
+            })
+            .await;
+    }))
+    .await;
+
+    delete_pod(&mut client, &namespace, &web.name, Some(Duration::ZERO)).await;
+    drop(watches);
+    drop(channels);
+    deployer.stop().await.expect("the server stops cleanly");
+}
+
+/// How many crash-looping pods feed the stalled-subscriber test with changes.
+const CRASHING_PODS: usize = 20;
+/// The stalled caller's HTTP/2 windows (stream and connection): the protocol's default size,
+/// so the transport holds little of what it is not reading.
+const SMALL_WINDOW: u32 = 65_535;
+/// Messages a stalled stream can hold before the service must drop changes for it: the hub's
+/// per-subscriber buffer, the one message the stream's task holds while it waits, and the
+/// stream's own buffer (`STREAM_BUFFER` in src/grpc/watch.rs).
+const QUEUED_MESSAGES: usize = k8s_deployer::hub::SUBSCRIBER_BUFFER + 1 + 16;
+/// Bytes the transport can hold for a stream that is not read, with the windows above: the
+/// client's receive window, plus on the server one tonic encode buffer (32 KiB) and the chunk
+/// hyper holds while it waits for window. Rounded up generously.
+const TRANSPORT_BYTES: usize = 512 * 1024;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_never_delays_another() {
+    let _turn = SHARED_CLUSTER_WATCHES.lock().await;
+    let cluster = TestCluster::shared();
+    let admin = cluster.client().await;
+    let namespace = create_namespace(&admin, "stall", &[]).await;
+    let deployer = RunningDeployer::start(cluster, Config::default()).await;
+    deployer.wait_serving().await;
+    let mut client = deployer.client();
+
+    // Stream A: a caller of its own that reads the snapshot and then nothing more.
+    let stalled_channel = connect(
+        endpoint(&deployer)
+            .initial_stream_window_size(SMALL_WINDOW)
+            .initial_connection_window_size(SMALL_WINDOW),
+    )
+    .await;
+    let mut stalled = Watch::open(
+        &mut Client::new(stalled_channel),
+        by_selector(&namespace),
+        "stalled stream A",
+    )
+    .await;
+    assert!(stalled.snapshot().await.pods.is_empty());
+    // Stream B: read all the time.
+    let mut reading = Watch::open(&mut client, by_selector(&namespace), "reading stream B").await;
+    assert!(reading.snapshot().await.pods.is_empty());
+
+    let names: BTreeSet<String> = (0..CRASHING_PODS)
+        .map(|i| format!("crash-{i:02}"))
+        .collect();
+    for name in &names {
+        deploy(
+            &mut client,
+            &namespace,
+            name,
+            "crash.invalid/app",
+            pb::WaitFor::None,
+        )
+        .await;
+    }
+
+    // B must see every pod crash-loop, and enough changes go by that A, stalled, cannot
+    // have kept them all: more than its queues hold, and more bytes than its transport holds
+    // even if the queues held the largest messages.
+    let crash_looping = |pod: &pb::PodStatus| {
+        pod.health() == pb::Health::Failed && pod.reason() == pb::Reason::CrashLoop
+    };
+    let mut seen_crash_looping = BTreeSet::new();
+    let (mut changes, mut change_bytes, mut largest, mut resyncs_of_b) = (0, 0, 0, 0);
+    let deadline = tokio::time::Instant::now() + 2 * WAIT;
+    while seen_crash_looping != names
+        || changes <= QUEUED_MESSAGES
+        || change_bytes <= TRANSPORT_BYTES + QUEUED_MESSAGES * largest
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "within {:?}, B saw {changes} changes ({change_bytes} bytes) and these pods \
+             crash-loop: {seen_crash_looping:?}",
+            2 * WAIT
+        );
+        let bytes_before = reading.bytes;
+        let change = match reading.next().await {
+            Kind::Pod(pod) => {
+                if crash_looping(&pod) {
+                    seen_crash_looping.insert(pod.name);
+                }
+                true
+            }
+            Kind::Event(_) => true,
+            Kind::Resync(snapshot) => {
+                resyncs_of_b += 1;
+                for pod in snapshot.pods.into_iter().filter(crash_looping) {
+                    seen_crash_looping.insert(pod.name);
+                }
+                false
+            }
+            Kind::Heartbeat(_) => false,
+            other => panic!("B: nothing was deleted and nothing ends the stream: {other:?}"),
+        };
+        if change {
+            let size = reading.bytes - bytes_before;
+            changes += 1;
+            change_bytes += size;
+            largest = largest.max(size);
+        }
+    }
+    println!(
+        "B received {changes} changes ({change_bytes} bytes, largest {largest}) and \
+         {resyncs_of_b} resyncs while A was stalled"
+    );
+
+    // Now A reads: what it had queued, then a resync with the full state, numbered on.
+    let mut queued = 0;
+    let resync = stalled
+        .read_until("resync", |kind| match kind {
+            Kind::Resync(snapshot) => Some(snapshot),
+            _ => {
+                queued += 1;
+                None
+            }
+        })
+        .await;
+    println!(
+        "A: {queued} queued messages, then a resync of {} pods as message {}",
+        resync.pods.len(),
+        stalled.received
+    );
+    let resynced: BTreeSet<String> = resync.pods.iter().map(|p| p.name.clone()).collect();
+    assert!(
+        names.is_subset(&resynced),
+        "A's resync must carry every pod; missing: {:?}",
+        names.difference(&resynced).collect::<Vec<_>>()
+    );
+    // And then A follows the changes live again.
+    stalled
+        .read_until("live change after the resync", |kind| match kind {
+            Kind::Pod(pod) => names.contains(&pod.name).then_some(()),
+            _ => None,
+        })
+        .await;
+
+    for name in &names {
+        delete_pod(&mut client, &namespace, name, Some(Duration::ZERO)).await;
+    }
+    drop((stalled, reading));
+    deployer.stop().await.expect("the server stops cleanly");
+}
+
+/// A cluster of the test's own, torn down when the test ends, by a panic too (the script's
+/// watchdog only does it when the test process exits).
+struct OwnCluster(TestCluster);
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        let down = self.0.down();
+        if !down.status.success() {
+            eprintln!(
+                "cluster.sh down failed: {}",
+                String::from_utf8_lossy(&down.stderr)
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_survive_an_apiserver_restart() {
+    // Its own cluster: the API server goes down, which the other tests must not notice.
+    let cluster = Arc::new(OwnCluster(TestCluster::start(&unique("restart"))));
+    let admin = cluster.0.client().await;
+    let namespace = create_namespace(&admin, "restart", &[]).await;
+    let config = Config {
+        heartbeat_secs: 1,
+        ..Config::default()
+    };
+    let deployer = RunningDeployer::start(&cluster.0, config).await;
+    deployer.wait_serving().await;
+    let mut client = deployer.client();
+    let web = deploy(
+        &mut client,
+        &namespace,
+        "web",
+        "nginx:1.27",
+        pb::WaitFor::Ready,
+    )
+    .await;
+    assert_eq!(web.health(), pb::Health::Ready);
+
+    let mut watch = Watch::open(&mut client, by_name(&namespace, "web"), "stream of web").await;
+    let snapshot = watch.snapshot().await;
+    assert!(
+        snapshot.pods.len() == 1
+            && snapshot.pods[0].name == "web"
+            && snapshot.pods[0].health() == pb::Health::Ready,
+        "the snapshot holds web, ready: {snapshot:?}"
+    );
+
+    // Restart the API server, down for 3 s, reading the stream all the while.
+    let restarting = Arc::clone(&cluster);
+    let mut restart =
+        tokio::task::spawn_blocking(move || restarting.0.restart("kube-apiserver", 3));
+    let mut heartbeats_during_restart = 0;
+    let restarted = loop {
+        tokio::select! {
+            output = &mut restart => break output.expect("the restart task"),
+            kind = watch.next() => match kind {
+                Kind::Heartbeat(_) => heartbeats_during_restart += 1,
+                Kind::Pod(_) | Kind::Event(_) | Kind::Resync(_) => {}
+                other => panic!("the API server restart reached the caller: {other:?}"),
+            },
+        }
+    };
+    assert!(
+        restarted.status.success(),
+        "cluster.sh restart kube-apiserver failed:\n{}",
+        String::from_utf8_lossy(&restarted.stderr)
+    );
+    assert!(
+        heartbeats_during_restart >= 1,
+        "an idle stream gets a heartbeat every second, the API server down or not"
+    );
+
+    // The stream lives on after the restart, still idle.
+    let mut heartbeats_after_restart = 0;
+    watch
+        .read_until("two heartbeats after the restart", |kind| match kind {
+            Kind::Heartbeat(_) => {
+                heartbeats_after_restart += 1;
+                (heartbeats_after_restart == 2).then_some(())
+            }
+            Kind::Pod(_) | Kind::Event(_) | Kind::Resync(_) => None,
+            other => panic!("after the API server restart: {other:?}"),
+        })
+        .await;
+
+    // A change made after the restart arrives on the same stream: web's deletion, then the
+    // end of the stream, numbered on from before.
+    delete_pod(&mut client, &namespace, "web", None).await;
+    let deleted = watch
+        .read_until("deletion of web", |kind| match kind {
+            Kind::Deleted(pod) => Some(pod),
+            Kind::Heartbeat(_) | Kind::Pod(_) | Kind::Event(_) | Kind::Resync(_) => None,
+            other => panic!("before web's deletion: {other:?}"),
+        })
+        .await;
+    assert_eq!(deleted.name, "web");
+    assert_eq!(deleted.health(), pb::Health::Deleted);
+    match watch.next().await {
+        Kind::End(end) => assert_eq!(
+            end.reason(),
+            pb::EndReason::PodDeleted,
+            "the stream of a deleted pod ends: {end:?}"
+        ),
+        other => panic!("the deletion of the watched pod must end the stream, not {other:?}"),
+    }
+    watch.expect_closed_ok().await;
+    println!(
+        "stream of web: {} messages, {heartbeats_during_restart} heartbeats during the restart",
+        watch.received
+    );
+
+    deployer.stop().await.expect("the server stops cleanly");
+    drop(cluster);
+}
