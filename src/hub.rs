@@ -542,6 +542,17 @@ mod tests {
         }
     }
 
+    /// Subscribe to `name` in namespace "ns" from a task of its own: the answer comes only
+    /// once the test has fed the namespace's first list.
+    fn subscribe_later(
+        hub: &StatusHub,
+        name: &str,
+    ) -> tokio::task::JoinHandle<Result<Subscription, SubscribeError>> {
+        let hub = hub.clone();
+        let filter = Filter::Name(name.to_owned());
+        tokio::spawn(async move { hub.subscribe("ns", filter).await })
+    }
+
     async fn next(subscription: &mut Subscription) -> Update {
         tokio::time::timeout(Duration::from_secs(5), subscription.updates.recv())
             .await
@@ -552,10 +563,7 @@ mod tests {
     #[tokio::test]
     async fn subscribers_get_a_snapshot_once_synced_then_changes() {
         let (hub, mut feeds) = hub();
-        let waiting = tokio::spawn({
-            let hub = hub.clone();
-            async move { hub.subscribe("ns", Filter::Name("web".into())).await }
-        });
+        let waiting = subscribe_later(&hub, "web");
         let (namespace, feed) = feeds.recv().await.expect("a watch started");
         assert_eq!(namespace, "ns");
         feed.send(WatchUpdate::PodsRelisting).await.expect("feed");
@@ -607,10 +615,7 @@ mod tests {
     #[tokio::test]
     async fn a_relist_reports_the_pods_that_went_away_meanwhile() {
         let (hub, mut feeds) = hub();
-        let waiting = tokio::spawn({
-            let hub = hub.clone();
-            async move { hub.subscribe("ns", Filter::Name("web".into())).await }
-        });
+        let waiting = subscribe_later(&hub, "web");
         let (_, feed) = feeds.recv().await.expect("a watch started");
         for update in [
             WatchUpdate::PodsRelisting,
@@ -630,10 +635,7 @@ mod tests {
     #[tokio::test]
     async fn a_stalled_subscriber_is_resynced_and_never_holds_up_another() {
         let (hub, mut feeds) = hub();
-        let slow = tokio::spawn({
-            let hub = hub.clone();
-            async move { hub.subscribe("ns", Filter::Name("web".into())).await }
-        });
+        let slow = subscribe_later(&hub, "web");
         let (_, feed) = feeds.recv().await.expect("a watch started");
         feed.send(WatchUpdate::PodsRelisting).await.expect("feed");
         feed.send(WatchUpdate::PodsRelisted).await.expect("feed");
@@ -673,10 +675,7 @@ mod tests {
     #[tokio::test]
     async fn a_forbidden_list_fails_the_waiting_subscriptions_at_once() {
         let (hub, mut feeds) = hub();
-        let waiting = tokio::spawn({
-            let hub = hub.clone();
-            async move { hub.subscribe("ns", Filter::Name("web".into())).await }
-        });
+        let waiting = subscribe_later(&hub, "web");
         let (_, feed) = feeds.recv().await.expect("a watch started");
         // A transient failure keeps the caller waiting; a refusal does not.
         feed.send(WatchUpdate::PodsWatchFailed {
@@ -704,10 +703,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_subscription_fails_when_the_first_list_never_completes() {
         let (hub, mut feeds) = hub();
-        let waiting = tokio::spawn({
-            let hub = hub.clone();
-            async move { hub.subscribe("ns", Filter::Name("web".into())).await }
-        });
+        let waiting = subscribe_later(&hub, "web");
         let (_, feed) = feeds.recv().await.expect("a watch started");
         feed.send(WatchUpdate::PodsWatchFailed {
             code: None,
