@@ -15,7 +15,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::domain::validate::{validate_namespace, validate_pod_name};
-use crate::domain::{FieldViolation, LabelSelector, Violations};
+use crate::domain::{FieldViolation, LabelSelector, PodState, Violations};
 use crate::hub::{Filter, PodView, StatusHub};
 use crate::k8s::ClusterPods;
 use crate::proto::deployer::v1 as pb;
@@ -109,8 +109,9 @@ fn invalid(field: &str, description: impl Into<String>) -> Error {
     }]))
 }
 
-fn pod_status(view: &PodView) -> pb::PodStatus {
-    pb::PodStatus::from(view)
+/// A pod state, assessed, as the proto's status.
+fn pod_status(state: PodState) -> pb::PodStatus {
+    pb::PodStatus::from(&PodView::new(state))
 }
 
 #[tonic::async_trait]
@@ -140,7 +141,7 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
                 .get_managed(&request.namespace, &request.name)
                 .await?;
             Ok(pb::GetStatusResponse {
-                pod: Some(pod_status(&PodView::new(state))),
+                pod: Some(pod_status(state)),
             })
         })
         .await
@@ -158,10 +159,7 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
                 .map_err(|rule| invalid("label_selector", rule))?;
             let pods = self.pods.list(&request.namespace, &selector).await?;
             Ok(pb::ListPodsResponse {
-                pods: pods
-                    .into_iter()
-                    .map(|state| pod_status(&PodView::new(state)))
-                    .collect(),
+                pods: pods.into_iter().map(pod_status).collect(),
             })
         })
         .await
@@ -178,7 +176,7 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
             validate_pod_name("name", &request.name).map_err(Error::InvalidRequest)?;
             let grace = match &request.grace_period {
                 Some(d) => Some(
-                    convert::duration(Some(d))
+                    convert::duration(d)
                         .ok_or_else(|| invalid("grace_period", "must not be negative"))?,
                 ),
                 None => None,
@@ -188,7 +186,7 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
                 .delete(&request.namespace, &request.name, grace)
                 .await?;
             Ok(pb::DeletePodResponse {
-                pod: Some(pod_status(&PodView::new(state))),
+                pod: Some(pod_status(state)),
             })
         })
         .await

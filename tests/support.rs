@@ -122,8 +122,10 @@ impl TestCluster {
     /// A kubeconfig file (in the cluster's folder) that authenticates with a bearer token.
     pub fn kubeconfig_with_token(&self, token: &str) -> PathBuf {
         let path = self.dir.join(format!("{}.kubeconfig", unique("token")));
-        let yaml = serde_yaml_string(&self.token_kubeconfig(token));
-        std::fs::write(&path, yaml).expect("write the token kubeconfig");
+        // JSON is valid YAML, which is what kubeconfig files are.
+        let text =
+            serde_json::to_string(&self.token_kubeconfig(token)).expect("serialise the kubeconfig");
+        std::fs::write(&path, text).expect("write the token kubeconfig");
         path
     }
 
@@ -187,11 +189,6 @@ fn read_dir_values(dir: &Path) -> BTreeMap<String, u32> {
             )
         })
         .collect()
-}
-
-/// A kubeconfig as text (JSON is valid YAML, which is what kubeconfig files are).
-fn serde_yaml_string(kubeconfig: &Kubeconfig) -> String {
-    serde_json::to_string(kubeconfig).expect("serialise the kubeconfig")
 }
 
 /// A name no other test uses, for namespaces and pods.

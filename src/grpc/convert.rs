@@ -18,10 +18,9 @@ pub fn timestamp(time: Option<Time>) -> Option<prost_types::Timestamp> {
     })
 }
 
-/// A duration from the proto's, `None` when unset or negative.
+/// A duration from the proto's, `None` when negative.
 #[must_use]
-pub fn duration(value: Option<&prost_types::Duration>) -> Option<Duration> {
-    let value = value?;
+pub fn duration(value: &prost_types::Duration) -> Option<Duration> {
     let seconds = u64::try_from(value.seconds).ok()?;
     let nanos = u32::try_from(value.nanos).ok()?;
     Some(Duration::new(seconds, nanos))
@@ -78,7 +77,7 @@ impl From<pb::DeployRequest> for DeployInput {
             wait_timeout: request
                 .wait_timeout
                 .as_ref()
-                .map(|d| duration(Some(d)).unwrap_or(Duration::ZERO)),
+                .map(|d| duration(d).unwrap_or(Duration::ZERO)),
         }
     }
 }

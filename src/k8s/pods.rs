@@ -206,18 +206,24 @@ impl ClusterPods {
         namespace: &str,
         request_id: &str,
     ) -> Result<Option<PodState>> {
-        let params = ListParams::default().labels(&format!(
-            "{},{REQUEST_ID_LABEL}={request_id}",
-            managed_selector(None)
-        ));
+        let selector = format!("{},{REQUEST_ID_LABEL}={request_id}", managed_selector(None));
+        Ok(self
+            .list_labelled(namespace, &selector)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// The pods of a namespace that a label selector (in Kubernetes syntax) matches.
+    async fn list_labelled(&self, namespace: &str, selector: &str) -> Result<Vec<PodState>> {
         let list = self
             .pods(namespace)
-            .list(&params)
+            .list(&ListParams::default().labels(selector))
             .await
             .map_err(api_error(format!(
                 "listing pods in namespace {namespace:?}"
             )))?;
-        Ok(list.items.first().map(pod_state))
+        Ok(list.items.iter().map(pod_state).collect())
     }
 
     /// The pod, whether managed or not; `None` when it does not exist.
@@ -258,15 +264,9 @@ impl ClusterPods {
     /// NamespaceNotFound, or the API error.
     pub async fn list(&self, namespace: &str, selector: &LabelSelector) -> Result<Vec<PodState>> {
         self.require_namespace(namespace).await?;
-        let params = ListParams::default().labels(&managed_selector(Some(selector)));
-        let list = self
-            .pods(namespace)
-            .list(&params)
-            .await
-            .map_err(api_error(format!(
-                "listing pods in namespace {namespace:?}"
-            )))?;
-        let mut pods: Vec<PodState> = list.items.iter().map(pod_state).collect();
+        let mut pods = self
+            .list_labelled(namespace, &managed_selector(Some(selector)))
+            .await?;
         pods.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(pods)
     }
