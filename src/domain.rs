@@ -3,6 +3,7 @@
 //! means ([`status`]). The Kubernetes adapter (`k8s`) and the gRPC layer (`grpc`) convert to and
 //! from these types at their edges.
 
+pub mod caller;
 pub mod image;
 pub mod names;
 pub mod selector;
@@ -10,6 +11,7 @@ pub mod spec;
 pub mod status;
 pub mod validate;
 
+pub use caller::{Caller, Credential};
 pub use image::ImageReference;
 pub use selector::LabelSelector;
 pub use spec::{DeployInput, DeploySpec, WaitFor};

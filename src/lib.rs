@@ -39,12 +39,14 @@
 //! # }
 //! ```
 
+pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod hub;
 pub mod k8s;
+pub mod policy;
 pub mod proto;
 pub mod server;
 pub mod telemetry;

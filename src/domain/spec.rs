@@ -167,3 +167,37 @@ pub enum WaitFor {
 
 /// How long Deploy waits when the request names no timeout.
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The Pod Security Standards level a deployed pod is hardened to. Both levels drop every
+/// capability, forbid privilege escalation and host namespaces, use the RuntimeDefault
+/// seccomp profile and do not mount a ServiceAccount token; `Restricted` also requires a
+/// non-root user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PodSecurityProfile {
+    /// The Pod Security Standards' baseline level (and more: see above).
+    Baseline,
+    /// The Pod Security Standards' restricted level.
+    Restricted,
+}
+
+impl PodSecurityProfile {
+    /// The Pod Security Standards' name of the level, as in the
+    /// `pod-security.kubernetes.io/enforce` label.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Baseline => "baseline",
+            Self::Restricted => "restricted",
+        }
+    }
+
+    /// Parse a level name; `privileged` is not a profile this service creates pods with.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "baseline" => Some(Self::Baseline),
+            "restricted" => Some(Self::Restricted),
+            _ => None,
+        }
+    }
+}

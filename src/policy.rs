@@ -1,0 +1,1 @@
+//! Authorization: what a caller may do, and which images may run.
