@@ -7,7 +7,7 @@ export K8S_DEPLOYER_CACHE ?= $(HOME)/.cache/k8s-deployer
 export CARGO_TARGET_DIR ?= $(K8S_DEPLOYER_CACHE)/target
 CARGO_JOBS ?= 2
 
-.PHONY: setup demo test lint unit cluster-up cluster-down
+.PHONY: setup demo test lint unit release cluster-up cluster-down
 
 setup:
 	scripts/setup.sh
@@ -19,9 +19,16 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --jobs $(CARGO_JOBS) --all-targets --locked -- -D warnings
 
-# Every test: lints, unit tests, and the integration tests, each test binary against a local
-# control plane of its own that it starts (and that is torn down when it exits).
-test: setup lint
+# The binary the Dockerfile copies, built as it builds it. There is no container engine on
+# these machines, so this is what can be checked of the image.
+release:
+	cargo build --jobs $(CARGO_JOBS) --release --locked --bin k8s-deployer
+	$(CARGO_TARGET_DIR)/release/k8s-deployer --version
+
+# Every test: lints, the release build, unit tests, and the integration tests, each test
+# binary against a local control plane of its own that it starts (and that is torn down when
+# it exits).
+test: setup lint release
 	cargo test --jobs $(CARGO_JOBS) --locked --all-targets
 
 unit:

@@ -17,6 +17,7 @@ mod base64url;
 mod certificate;
 mod jwks;
 mod jwt;
+pub mod layer;
 #[cfg(test)]
 mod test_keys;
 

@@ -11,6 +11,8 @@ use std::{
 
 use clap::Parser;
 
+use crate::audit::AuditSink;
+use crate::domain::spec::PodSecurityProfile;
 use crate::telemetry::LogFormat;
 
 /// Address the gRPC server listens on when none is configured.
@@ -26,6 +28,12 @@ pub const DEFAULT_HEARTBEAT_SECS: u64 = 15;
 /// Most WatchStatus streams at once, when not configured.
 pub const DEFAULT_MAX_STREAMS: usize = 10_000;
 
+/// Clock-skew allowance, in seconds, for a token's `exp` and `nbf`, when not configured.
+pub const DEFAULT_JWT_LEEWAY_SECS: u64 = 30;
+
+/// Claim holding a token's groups, when not configured.
+pub const DEFAULT_JWT_GROUPS_CLAIM: &str = "groups";
+
 /// Log filter used when none is configured.
 pub const DEFAULT_LOG_FILTER: &str = "info";
 
@@ -36,6 +44,122 @@ pub struct Config {
     /// Address and port the gRPC server listens on (use port 0 for any free port).
     #[arg(long, env = "DEPLOYER_LISTEN", default_value_t = DEFAULT_LISTEN, value_name = "ADDR")]
     pub listen: SocketAddr,
+
+    /// Plain-text address that serves only gRPC health (`grpc.health.v1`), for probes that
+    /// cannot do TLS, such as the kubelet's native gRPC probes. Unset: none.
+    #[arg(long, env = "DEPLOYER_HEALTH_LISTEN", value_name = "ADDR")]
+    pub health_listen: Option<SocketAddr>,
+
+    /// TLS certificate chain (PEM) of the gRPC server. Reloaded when the file changes.
+    #[arg(
+        long,
+        env = "DEPLOYER_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) of the gRPC server. Reloaded when the file changes.
+    #[arg(
+        long,
+        env = "DEPLOYER_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificates (PEM) for mutual TLS: a client certificate they sign authenticates its
+    /// subject (common name as the subject, organisations as groups).
+    #[arg(
+        long,
+        env = "DEPLOYER_TLS_CLIENT_CA",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Serve gRPC in plain text, without TLS. For local development only: bearer tokens then
+    /// cross the network in the clear, and a warning is logged.
+    #[arg(long, env = "DEPLOYER_PLAINTEXT", conflicts_with = "tls_cert")]
+    pub plaintext: bool,
+
+    /// Policy file (YAML): who may do what in which namespaces, and which images may run.
+    /// Required: without rules every call would be denied.
+    #[arg(long, env = "DEPLOYER_POLICY", value_name = "PATH")]
+    pub policy: Option<PathBuf>,
+
+    /// JWKS file with the keys that sign callers' tokens (RS256, ES256); read again when a
+    /// token names an unknown key.
+    #[arg(
+        long,
+        env = "DEPLOYER_JWKS_FILE",
+        value_name = "PATH",
+        conflicts_with = "jwks_url"
+    )]
+    pub jwks_file: Option<PathBuf>,
+
+    /// JWKS URL (an OIDC provider's `jwks_uri`, or the API server's `/openid/v1/jwks` for
+    /// ServiceAccount tokens); fetched again when a token names an unknown key.
+    #[arg(long, env = "DEPLOYER_JWKS_URL", value_name = "URL")]
+    pub jwks_url: Option<String>,
+
+    /// Extra CA certificates (PEM) to trust when fetching the JWKS URL.
+    #[arg(
+        long,
+        env = "DEPLOYER_JWKS_CA_FILE",
+        value_name = "PATH",
+        requires = "jwks_url"
+    )]
+    pub jwks_ca_file: Option<PathBuf>,
+
+    /// File with a bearer token to send when fetching the JWKS URL (read at every fetch, so a
+    /// rotated projected token is picked up); the API server wants one.
+    #[arg(
+        long,
+        env = "DEPLOYER_JWKS_TOKEN_FILE",
+        value_name = "PATH",
+        requires = "jwks_url"
+    )]
+    pub jwks_token_file: Option<PathBuf>,
+
+    /// File holding the shared secret for HS256 tokens. HS256 is refused unless this is set.
+    #[arg(long, env = "DEPLOYER_JWT_HS256_SECRET_FILE", value_name = "PATH")]
+    pub jwt_hs256_secret_file: Option<PathBuf>,
+
+    /// Required issuer (`iss`) of callers' tokens.
+    #[arg(long, env = "DEPLOYER_JWT_ISSUER", value_name = "ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Accepted audiences (`aud`) of callers' tokens, comma-separated; a token must name one.
+    #[arg(
+        long = "jwt-audience",
+        env = "DEPLOYER_JWT_AUDIENCE",
+        value_delimiter = ',',
+        value_name = "AUD"
+    )]
+    pub jwt_audiences: Vec<String>,
+
+    /// Clock-skew allowance, in seconds, for a token's expiry and not-before times.
+    #[arg(long = "jwt-leeway", env = "DEPLOYER_JWT_LEEWAY", default_value_t = DEFAULT_JWT_LEEWAY_SECS, value_name = "SECONDS")]
+    pub jwt_leeway_secs: u64,
+
+    /// Claim holding a token's groups (a string or a list of strings).
+    #[arg(long, env = "DEPLOYER_JWT_GROUPS_CLAIM", default_value = DEFAULT_JWT_GROUPS_CLAIM, value_name = "CLAIM")]
+    pub jwt_groups_claim: String,
+
+    /// Require authentication for gRPC health and reflection too (by default they are open,
+    /// since probes and tools such as grpcurl's `list` send no credentials).
+    #[arg(long, env = "DEPLOYER_AUTH_ALL_SERVICES")]
+    pub auth_all_services: bool,
+
+    /// Where audit records (one JSON line per call) go: stderr, stdout, or a file path.
+    #[arg(long, env = "DEPLOYER_AUDIT_LOG", default_value_t = AuditSink::Stderr, value_name = "SINK")]
+    pub audit_log: AuditSink,
+
+    /// Pod Security profile of deployed pods when neither the request, the policy nor the
+    /// namespace's `pod-security.kubernetes.io/enforce` label asks for a stricter one.
+    #[arg(long, env = "DEPLOYER_POD_SECURITY", default_value = "baseline", value_parser = parse_profile, value_name = "PROFILE")]
+    pub pod_security: PodSecurityProfile,
 
     /// Kubeconfig file to use; several files may be given separated by ':' as
     /// with kubectl. When unset, the in-cluster service account is used if the
@@ -91,12 +215,38 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+fn parse_profile(s: &str) -> Result<PodSecurityProfile, String> {
+    PodSecurityProfile::parse(s).ok_or_else(|| {
+        format!(
+            "{s:?} is not a profile: expected baseline or restricted (privileged is not offered)"
+        )
+    })
+}
+
 impl Default for Config {
     /// The configuration the service runs with when given no flags and no
     /// environment variables.
     fn default() -> Self {
         Self {
             listen: DEFAULT_LISTEN,
+            health_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            plaintext: false,
+            policy: None,
+            jwks_file: None,
+            jwks_url: None,
+            jwks_ca_file: None,
+            jwks_token_file: None,
+            jwt_hs256_secret_file: None,
+            jwt_issuer: None,
+            jwt_audiences: Vec::new(),
+            jwt_leeway_secs: DEFAULT_JWT_LEEWAY_SECS,
+            jwt_groups_claim: DEFAULT_JWT_GROUPS_CLAIM.to_owned(),
+            auth_all_services: false,
+            audit_log: AuditSink::Stderr,
+            pod_security: PodSecurityProfile::Baseline,
             kubeconfig: None,
             context: None,
             namespaces: Vec::new(),
@@ -163,12 +313,74 @@ mod tests {
     }
 
     #[test]
+    fn security_flags_parse() {
+        let config = parse_without_env(&[
+            "k8s-deployer",
+            "--tls-cert",
+            "/tls/tls.crt",
+            "--tls-key",
+            "/tls/tls.key",
+            "--tls-client-ca",
+            "/tls/ca.crt",
+            "--policy",
+            "/etc/policy.yaml",
+            "--jwks-url",
+            "https://kubernetes.default.svc/openid/v1/jwks",
+            "--jwt-issuer",
+            "https://issuer",
+            "--jwt-audience",
+            "k8s-deployer,ci",
+            "--auth-all-services",
+            "--audit-log",
+            "/var/log/audit.jsonl",
+            "--pod-security",
+            "restricted",
+            "--health-listen",
+            "0.0.0.0:8081",
+        ])
+        .expect("valid flags parse");
+        assert_eq!(config.tls_cert, Some(PathBuf::from("/tls/tls.crt")));
+        assert_eq!(config.tls_client_ca, Some(PathBuf::from("/tls/ca.crt")));
+        assert_eq!(config.jwt_audiences, ["k8s-deployer", "ci"]);
+        assert!(config.auth_all_services);
+        assert!(!config.plaintext);
+        assert_eq!(
+            config.audit_log,
+            AuditSink::File(PathBuf::from("/var/log/audit.jsonl"))
+        );
+        assert_eq!(config.pod_security, PodSecurityProfile::Restricted);
+        assert_eq!(
+            config.health_listen.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:8081")
+        );
+    }
+
+    #[test]
     fn invalid_values_are_rejected() {
         let cases: &[&[&str]] = &[
             &["k8s-deployer", "--listen", "localhost"],
             &["k8s-deployer", "--listen", "127.0.0.1"],
             &["k8s-deployer", "--log-format", "yaml"],
             &["k8s-deployer", "--no-such-flag"],
+            &["k8s-deployer", "--tls-cert", "/c"],
+            &["k8s-deployer", "--tls-key", "/k"],
+            &[
+                "k8s-deployer",
+                "--tls-cert",
+                "/c",
+                "--tls-key",
+                "/k",
+                "--plaintext",
+            ],
+            &[
+                "k8s-deployer",
+                "--jwks-file",
+                "/j",
+                "--jwks-url",
+                "http://x",
+            ],
+            &["k8s-deployer", "--pod-security", "privileged"],
+            &["k8s-deployer", "--audit-log", ""],
         ];
         for args in cases {
             assert!(
@@ -182,6 +394,24 @@ mod tests {
     fn every_flag_has_an_environment_twin_and_help() {
         let expected = [
             ("listen", "DEPLOYER_LISTEN"),
+            ("health_listen", "DEPLOYER_HEALTH_LISTEN"),
+            ("tls_cert", "DEPLOYER_TLS_CERT"),
+            ("tls_key", "DEPLOYER_TLS_KEY"),
+            ("tls_client_ca", "DEPLOYER_TLS_CLIENT_CA"),
+            ("plaintext", "DEPLOYER_PLAINTEXT"),
+            ("policy", "DEPLOYER_POLICY"),
+            ("jwks_file", "DEPLOYER_JWKS_FILE"),
+            ("jwks_url", "DEPLOYER_JWKS_URL"),
+            ("jwks_ca_file", "DEPLOYER_JWKS_CA_FILE"),
+            ("jwks_token_file", "DEPLOYER_JWKS_TOKEN_FILE"),
+            ("jwt_hs256_secret_file", "DEPLOYER_JWT_HS256_SECRET_FILE"),
+            ("jwt_issuer", "DEPLOYER_JWT_ISSUER"),
+            ("jwt_audiences", "DEPLOYER_JWT_AUDIENCE"),
+            ("jwt_leeway_secs", "DEPLOYER_JWT_LEEWAY"),
+            ("jwt_groups_claim", "DEPLOYER_JWT_GROUPS_CLAIM"),
+            ("auth_all_services", "DEPLOYER_AUTH_ALL_SERVICES"),
+            ("audit_log", "DEPLOYER_AUDIT_LOG"),
+            ("pod_security", "DEPLOYER_POD_SECURITY"),
             ("kubeconfig", "KUBECONFIG"),
             ("context", "DEPLOYER_CONTEXT"),
             ("namespaces", "DEPLOYER_NAMESPACES"),

@@ -27,6 +27,8 @@ pub const IMAGE_ANNOTATION: &str = "k8s-deployer.io/image";
 /// Annotation carrying a hash of the request, to tell a retry from a different request that
 /// reuses the same request_id.
 pub const REQUEST_HASH_ANNOTATION: &str = "k8s-deployer.io/request-hash";
+/// Annotation carrying the Pod Security profile the pod was hardened to.
+pub const POD_SECURITY_ANNOTATION: &str = "k8s-deployer.io/pod-security";
 /// Prefix of the label and annotation keys this service reserves for itself.
 pub const RESERVED_PREFIX: &str = "k8s-deployer.io/";
 /// Name of the one container of every pod this service creates.

@@ -130,6 +130,67 @@ pub enum Error {
     #[error("the server is shutting down")]
     ShuttingDown,
 
+    /// The caller did not prove who it is: no credentials, or credentials that do not verify.
+    /// The reason never contains the token.
+    #[error("{0}")]
+    Unauthenticated(String),
+
+    /// The policy does not allow this caller to do this here (the reason names the subject,
+    /// the action and the namespace).
+    #[error("{0}")]
+    Forbidden(String),
+
+    /// The image policy does not allow this registry or repository.
+    #[error("{0}")]
+    ImageNotAllowed(String),
+
+    /// The image reference does not have the form the image policy requires (a digest, a tag
+    /// that is not denied).
+    #[error("{0}")]
+    ImageRefused(String),
+
+    /// The namespace's PodSecurity admission rejected the pod.
+    #[error(
+        "the pod was rejected by the Pod Security admission of namespace {namespace:?}: {reason}"
+    )]
+    PodSecurityRejected {
+        /// Namespace.
+        namespace: String,
+        /// The admission's reason, e.g. `violates PodSecurity "restricted:latest": ...`.
+        reason: String,
+    },
+
+    /// The configuration is incomplete or contradictory.
+    #[error("{0}")]
+    Configuration(String),
+
+    /// A TLS file could not be loaded.
+    #[error("loading TLS file {}: {reason}", path.display())]
+    TlsConfig {
+        /// The file.
+        path: PathBuf,
+        /// Why it does not load.
+        reason: String,
+    },
+
+    /// The audit log file could not be opened.
+    #[error("opening the audit log {}", path.display())]
+    AuditLog {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The policy file is missing or invalid.
+    #[error("loading the policy")]
+    Policy(#[source] crate::policy::PolicyError),
+
+    /// The token verification could not be set up (the JWKS does not load, say).
+    #[error("setting up token verification")]
+    AuthSetup(#[source] crate::auth::AuthError),
+
     /// The gRPC listener could not be bound.
     #[error("binding the gRPC listener to {addr}")]
     Bind {
@@ -182,7 +243,13 @@ impl Error {
             Self::NotManaged { .. } | Self::PodFailed { .. } => tonic::Code::FailedPrecondition,
             Self::WaitTimedOut { .. } => tonic::Code::DeadlineExceeded,
             Self::TooManyStreams(_) => tonic::Code::ResourceExhausted,
-            Self::NamespaceNotServed(_) => tonic::Code::PermissionDenied,
+            Self::NamespaceNotServed(_) | Self::Forbidden(_) | Self::ImageNotAllowed(_) => {
+                tonic::Code::PermissionDenied
+            }
+            Self::Unauthenticated(_) => tonic::Code::Unauthenticated,
+            Self::ImageRefused(_) | Self::PodSecurityRejected { .. } => {
+                tonic::Code::FailedPrecondition
+            }
             Self::ShuttingDown | Self::WatchNotSynced(_) => tonic::Code::Unavailable,
             Self::WatchForbidden(_) => tonic::Code::PermissionDenied,
             Self::KubeconfigRead { .. }
@@ -195,7 +262,12 @@ impl Error {
             | Self::Signal(_)
             | Self::ForcedShutdown
             | Self::LogFilter { .. }
-            | Self::TelemetryInit(_) => tonic::Code::Internal,
+            | Self::TelemetryInit(_)
+            | Self::Configuration(_)
+            | Self::TlsConfig { .. }
+            | Self::AuditLog { .. }
+            | Self::Policy(_)
+            | Self::AuthSetup(_) => tonic::Code::Internal,
         }
     }
 }
@@ -244,7 +316,7 @@ fn public_message(code: tonic::Code) -> &'static str {
 ///
 /// Some errors (kube's among them) already print their source; a cause whose
 /// text is already there is not repeated.
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -287,7 +359,12 @@ impl Error {
             | Self::NamespaceNotServed(_)
             | Self::WatchForbidden(_)
             | Self::WatchNotSynced(_)
-            | Self::ShuttingDown => self.to_string(),
+            | Self::ShuttingDown
+            | Self::Unauthenticated(_)
+            | Self::Forbidden(_)
+            | Self::ImageNotAllowed(_)
+            | Self::ImageRefused(_)
+            | Self::PodSecurityRejected { .. } => self.to_string(),
             _ => public_message(code).to_owned(),
         }
     }
@@ -392,6 +469,27 @@ mod tests {
                 Code::InvalidArgument,
             ),
             (Error::TooManyStreams(3), Code::ResourceExhausted),
+            (
+                Error::Unauthenticated("token expired".into()),
+                Code::Unauthenticated,
+            ),
+            (Error::Forbidden("no rule".into()), Code::PermissionDenied),
+            (
+                Error::ImageNotAllowed("images.allow".into()),
+                Code::PermissionDenied,
+            ),
+            (
+                Error::ImageRefused("images.deniedTags".into()),
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::PodSecurityRejected {
+                    namespace: "ns".into(),
+                    reason: "violates PodSecurity".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (Error::Configuration("no TLS".into()), Code::Internal),
             (Error::ShuttingDown, Code::Unavailable),
         ];
         for (error, code) in cases {

@@ -7,6 +7,7 @@ mod watch;
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,11 +15,15 @@ use tokio::sync::{Semaphore, watch as signal};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::audit::{AuditEvent, AuditLog, AuditSubject};
+use crate::domain::spec::PodSecurityProfile;
 use crate::domain::validate::{validate_namespace, validate_pod_name};
-use crate::domain::{FieldViolation, LabelSelector, PodState, Violations};
+use crate::domain::{Caller, FieldViolation, LabelSelector, PodState, Violations};
 use crate::hub::{Filter, PodView, StatusHub};
 use crate::k8s::ClusterPods;
+use crate::policy::{Action, Policy};
 use crate::proto::deployer::v1 as pb;
+use crate::server::tls::PeerInfo;
 use crate::{Error, Result};
 
 /// Settings of the service that come from the configuration.
@@ -30,6 +35,8 @@ pub struct ServiceSettings {
     pub heartbeat: Duration,
     /// Most WatchStatus streams open at once.
     pub max_streams: usize,
+    /// Pod Security profile of pods when nothing asks for a stricter one.
+    pub pod_security: PodSecurityProfile,
 }
 
 /// `deployer.v1.DeployerService`.
@@ -37,6 +44,8 @@ pub struct ServiceSettings {
 pub struct DeployerService {
     pods: ClusterPods,
     hub: StatusHub,
+    policy: Arc<Policy>,
+    audit: Arc<AuditLog>,
     settings: Arc<ServiceSettings>,
     streams: Arc<Semaphore>,
     shutdown: signal::Receiver<bool>,
@@ -56,6 +65,8 @@ impl DeployerService {
     pub fn new(
         pods: ClusterPods,
         hub: StatusHub,
+        policy: Arc<Policy>,
+        audit: Arc<AuditLog>,
         settings: ServiceSettings,
         shutdown: signal::Receiver<bool>,
     ) -> Self {
@@ -63,6 +74,8 @@ impl DeployerService {
         Self {
             pods,
             hub,
+            policy,
+            audit,
             settings: Arc::new(settings),
             streams,
             shutdown,
@@ -77,29 +90,175 @@ impl DeployerService {
         }
         Ok(())
     }
-}
 
-/// One structured log line per call, with its outcome and duration.
-async fn logged<T>(
-    method: &'static str,
-    namespace: &str,
-    name: &str,
-    call: impl Future<Output = Result<T>>,
-) -> std::result::Result<T, Status> {
-    let started = Instant::now();
-    let result = call.await;
-    let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    match result {
-        Ok(value) => {
-            tracing::info!(method, namespace, name, elapsed_ms, code = "OK", "call");
-            Ok(value)
-        }
-        Err(error) => {
-            let status = Status::from(error);
-            tracing::info!(method, namespace, name, elapsed_ms, code = ?status.code(), "call");
-            Err(status)
+    /// The caller, once the namespace is well-formed and served and the policy allows the
+    /// caller `action` there; nothing has reached the API server yet.
+    fn admit(&self, caller: Result<Caller>, action: Action, namespace: &str) -> Result<Caller> {
+        let caller = caller?;
+        self.check_namespace(namespace)?;
+        self.authorize(&caller, action, namespace)?;
+        Ok(caller)
+    }
+
+    /// Refuse, before anything reaches the API server, what the policy does not allow.
+    fn authorize(&self, caller: &Caller, action: Action, namespace: &str) -> Result<()> {
+        match self.policy.authorize(caller, action, namespace) {
+            Ok(rule) => {
+                tracing::debug!(subject = %caller.subject, action = %action, namespace, rule, "allowed");
+                Ok(())
+            }
+            Err(denied) => Err(Error::Forbidden(denied.to_string())),
         }
     }
+
+    /// Runs a call and accounts for it: one log line and one audit record, with its outcome
+    /// and latency. `pod_of` names the pod a successful call was about, when the request did
+    /// not (Deploy with a generated name).
+    async fn audited<T>(
+        &self,
+        mut call: CallInfo,
+        work: impl Future<Output = Result<T>>,
+        pod_of: impl FnOnce(&T) -> Option<String>,
+    ) -> std::result::Result<T, Status> {
+        let started = Instant::now();
+        let result = work.await;
+        let latency = started.elapsed();
+        let elapsed_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        let (result, code, reason) = match result {
+            Ok(value) => {
+                if let Some(pod) = pod_of(&value) {
+                    call.subject.pod = pod;
+                }
+                (Ok(value), tonic::Code::Ok, String::new())
+            }
+            Err(error) => {
+                let status = Status::from(error);
+                let reason = match status.code() {
+                    tonic::Code::Unauthenticated
+                    | tonic::Code::PermissionDenied
+                    | tonic::Code::FailedPrecondition => status.message().to_owned(),
+                    _ => String::new(),
+                };
+                (Err(status.clone()), status.code(), reason)
+            }
+        };
+        tracing::info!(
+            method = call.method,
+            namespace = %call.subject.namespace,
+            name = %call.subject.pod,
+            subject = call.caller.as_ref().map(|c| c.subject.as_str()),
+            elapsed_ms,
+            code = ?code,
+            "call"
+        );
+        self.audit.record(&AuditEvent {
+            caller: call.caller.as_ref(),
+            source: call.source,
+            method: call.method,
+            subject: &call.subject,
+            code,
+            reason: &reason,
+            latency,
+        });
+        result
+    }
+}
+
+/// A request that names what it is about, for the audit trail.
+trait Audited {
+    fn subject(&self) -> AuditSubject;
+}
+
+impl Audited for pb::DeployRequest {
+    fn subject(&self) -> AuditSubject {
+        AuditSubject {
+            namespace: self.namespace.clone(),
+            pod: self.name.clone(),
+            image: self.image.clone(),
+            request_id: self.request_id.clone(),
+            ..AuditSubject::default()
+        }
+    }
+}
+
+impl Audited for pb::GetStatusRequest {
+    fn subject(&self) -> AuditSubject {
+        AuditSubject {
+            namespace: self.namespace.clone(),
+            pod: self.name.clone(),
+            ..AuditSubject::default()
+        }
+    }
+}
+
+impl Audited for pb::ListPodsRequest {
+    fn subject(&self) -> AuditSubject {
+        AuditSubject {
+            namespace: self.namespace.clone(),
+            selector: self.label_selector.clone(),
+            ..AuditSubject::default()
+        }
+    }
+}
+
+impl Audited for pb::DeletePodRequest {
+    fn subject(&self) -> AuditSubject {
+        AuditSubject {
+            namespace: self.namespace.clone(),
+            pod: self.name.clone(),
+            ..AuditSubject::default()
+        }
+    }
+}
+
+impl Audited for pb::WatchStatusRequest {
+    fn subject(&self) -> AuditSubject {
+        AuditSubject {
+            namespace: self.namespace.clone(),
+            pod: self.name.clone(),
+            selector: self.label_selector.clone(),
+            ..AuditSubject::default()
+        }
+    }
+}
+
+/// Who made a call, from where, and what it was about.
+struct CallInfo {
+    method: &'static str,
+    caller: Option<Caller>,
+    source: Option<SocketAddr>,
+    subject: AuditSubject,
+}
+
+impl CallInfo {
+    fn new<T: Audited>(method: &'static str, request: &Request<T>) -> Self {
+        Self {
+            method,
+            subject: request.get_ref().subject(),
+            caller: request.extensions().get::<Caller>().cloned(),
+            source: request
+                .extensions()
+                .get::<PeerInfo>()
+                .and_then(|peer| peer.remote_addr),
+        }
+    }
+
+    /// The authenticated caller. The authentication layer guarantees one; its absence
+    /// (a server assembled without the layer) fails closed.
+    fn caller(&self) -> Result<&Caller> {
+        self.caller
+            .as_ref()
+            .ok_or_else(|| Error::Unauthenticated("no credentials".to_owned()))
+    }
+}
+
+/// The full names of the methods, as audit records and logs give them.
+mod method {
+    pub(super) const DEPLOY: &str = "deployer.v1.DeployerService/Deploy";
+    pub(super) const GET_STATUS: &str = "deployer.v1.DeployerService/GetStatus";
+    pub(super) const LIST_PODS: &str = "deployer.v1.DeployerService/ListPods";
+    pub(super) const DELETE_POD: &str = "deployer.v1.DeployerService/DeletePod";
+    pub(super) const WATCH_STATUS: &str = "deployer.v1.DeployerService/WatchStatus";
 }
 
 fn invalid(field: &str, description: impl Into<String>) -> Error {
@@ -121,20 +280,26 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
         request: Request<pb::DeployRequest>,
     ) -> std::result::Result<Response<pb::DeployResponse>, Status> {
         let deadline = deploy::caller_deadline(request.metadata());
+        let call = CallInfo::new(method::DEPLOY, &request);
+        let caller = call.caller().cloned();
         let request = request.into_inner();
-        let (namespace, name) = (request.namespace.clone(), request.name.clone());
-        logged("Deploy", &namespace, &name, self.deploy(request, deadline))
-            .await
-            .map(Response::new)
+        let work = async move { self.deploy(&caller?, request, deadline).await };
+        self.audited(call, work, |response| {
+            response.pod.as_ref().map(|pod| pod.name.clone())
+        })
+        .await
+        .map(Response::new)
     }
 
     async fn get_status(
         &self,
         request: Request<pb::GetStatusRequest>,
     ) -> std::result::Result<Response<pb::GetStatusResponse>, Status> {
+        let call = CallInfo::new(method::GET_STATUS, &request);
+        let caller = call.caller().cloned();
         let request = request.into_inner();
-        logged("GetStatus", &request.namespace, &request.name, async {
-            self.check_namespace(&request.namespace)?;
+        let work = async {
+            self.admit(caller, Action::Status, &request.namespace)?;
             validate_pod_name("name", &request.name).map_err(Error::InvalidRequest)?;
             let state = self
                 .pods
@@ -143,36 +308,38 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
             Ok(pb::GetStatusResponse {
                 pod: Some(pod_status(state)),
             })
-        })
-        .await
-        .map(Response::new)
+        };
+        self.audited(call, work, |_| None).await.map(Response::new)
     }
 
     async fn list_pods(
         &self,
         request: Request<pb::ListPodsRequest>,
     ) -> std::result::Result<Response<pb::ListPodsResponse>, Status> {
+        let call = CallInfo::new(method::LIST_PODS, &request);
+        let caller = call.caller().cloned();
         let request = request.into_inner();
-        logged("ListPods", &request.namespace, "", async {
-            self.check_namespace(&request.namespace)?;
+        let work = async {
+            self.admit(caller, Action::List, &request.namespace)?;
             let selector = LabelSelector::parse(&request.label_selector)
                 .map_err(|rule| invalid("label_selector", rule))?;
             let pods = self.pods.list(&request.namespace, &selector).await?;
             Ok(pb::ListPodsResponse {
                 pods: pods.into_iter().map(pod_status).collect(),
             })
-        })
-        .await
-        .map(Response::new)
+        };
+        self.audited(call, work, |_| None).await.map(Response::new)
     }
 
     async fn delete_pod(
         &self,
         request: Request<pb::DeletePodRequest>,
     ) -> std::result::Result<Response<pb::DeletePodResponse>, Status> {
+        let call = CallInfo::new(method::DELETE_POD, &request);
+        let caller = call.caller().cloned();
         let request = request.into_inner();
-        logged("DeletePod", &request.namespace, &request.name, async {
-            self.check_namespace(&request.namespace)?;
+        let work = async {
+            self.admit(caller, Action::Delete, &request.namespace)?;
             validate_pod_name("name", &request.name).map_err(Error::InvalidRequest)?;
             let grace = match &request.grace_period {
                 Some(d) => Some(
@@ -188,9 +355,8 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
             Ok(pb::DeletePodResponse {
                 pod: Some(pod_status(state)),
             })
-        })
-        .await
-        .map(Response::new)
+        };
+        self.audited(call, work, |_| None).await.map(Response::new)
     }
 
     type WatchStatusStream = ReceiverStream<std::result::Result<pb::WatchStatusResponse, Status>>;
@@ -199,14 +365,11 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
         &self,
         request: Request<pb::WatchStatusRequest>,
     ) -> std::result::Result<Response<Self::WatchStatusStream>, Status> {
+        let call = CallInfo::new(method::WATCH_STATUS, &request);
+        let caller = call.caller().cloned();
         let request = request.into_inner();
-        let target = if request.name.is_empty() {
-            request.label_selector.clone()
-        } else {
-            request.name.clone()
-        };
-        logged("WatchStatus", &request.namespace, &target, async {
-            self.check_namespace(&request.namespace)?;
+        let work = async {
+            let caller = self.admit(caller, Action::Status, &request.namespace)?;
             let filter = match (request.name.is_empty(), request.label_selector.is_empty()) {
                 (false, true) => {
                     validate_pod_name("name", &request.name).map_err(Error::InvalidRequest)?;
@@ -224,9 +387,9 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
                 }
             };
             let until = pb::Until::try_from(request.until).unwrap_or(pb::Until::Unspecified);
-            self.watch(&request.namespace, filter, until).await
-        })
-        .await
-        .map(Response::new)
+            self.watch(&request.namespace, filter, until, caller.expires_at)
+                .await
+        };
+        self.audited(call, work, |_| None).await.map(Response::new)
     }
 }

@@ -14,7 +14,11 @@
 //! - [`hub`]: the status hub, one owner of each namespace's state, fanning out to
 //!   subscribers;
 //! - [`grpc`]: the `deployer.v1.DeployerService` implementation;
-//! - [`server`]: bootstrap, health, reflection and graceful shutdown.
+//! - [`auth`]: who is calling: bearer tokens (JWT, JWKS), client certificates, and the
+//!   layer that authenticates every request;
+//! - [`policy`]: what a caller may do where, and which images may run (the policy file);
+//! - [`audit`]: one audit record per call, to its own sink;
+//! - [`server`]: bootstrap, TLS, health, reflection and graceful shutdown.
 //!
 //! Integration tests start the server in-process:
 //!
@@ -24,6 +28,11 @@
 //!
 //! let config = Config {
 //!     listen: "127.0.0.1:0".parse().expect("valid address"),
+//!     plaintext: true,
+//!     policy: Some("policy.yaml".into()),
+//!     jwks_file: Some("jwks.json".into()),
+//!     jwt_issuer: Some("https://issuer.example".into()),
+//!     jwt_audiences: vec!["k8s-deployer".into()],
 //!     ..Config::default()
 //! };
 //! let server = Server::bind(&config).await?;
@@ -39,6 +48,7 @@
 //! # }
 //! ```
 
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod domain;

@@ -5,6 +5,8 @@
 //! completes. Health reports NOT_SERVING until the Kubernetes API server has
 //! answered once, and again from the moment shutdown begins.
 
+pub mod tls;
+
 use std::{future::Future, net::SocketAddr, time::Duration};
 
 use tokio::{
@@ -12,17 +14,21 @@ use tokio::{
     sync::{oneshot, watch},
     task::JoinHandle,
 };
-use tonic::transport::server::TcpIncoming;
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::Instrument as _;
 
 use std::any::Any;
 use std::sync::Arc;
 
+use crate::audit::AuditLog;
+use crate::auth::layer::{AuthLayer, Authenticator};
+use crate::auth::{JwksSource, JwtSettings, JwtVerifier};
 use crate::grpc::{DeployerService, ServiceSettings};
 use crate::hub::{StatusHub, WatchStarter};
 use crate::k8s::{ClusterPods, NamespaceWatch};
+use crate::policy::Policy;
 use crate::proto::deployer::v1::deployer_service_server::DeployerServiceServer;
+use crate::server::tls::{TlsFiles, TlsSource};
 use crate::{Config, Error, Result, error, k8s, proto};
 
 /// First delay between two attempts to reach the API server.
@@ -34,13 +40,108 @@ const READINESS_MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// deployer service.
 const HEALTH_SERVICES: [&str; 2] = ["", proto::DEPLOYER_SERVICE];
 
+/// An unknown key id makes the JWKS be fetched again, at most this often.
+const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
+
 /// A bound, not yet serving, k8s-deployer server.
 pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
+    health_listener: Option<TcpListener>,
+    tls: Option<Arc<TlsSource>>,
+    auth: Arc<Authenticator>,
+    policy: Arc<Policy>,
+    audit: Arc<AuditLog>,
     client: kube::Client,
     shutdown_timeout: Duration,
     settings: ServiceSettings,
+}
+
+/// The TLS files of the configuration: none only when plain text is asked for.
+fn tls_files(config: &Config) -> Result<Option<TlsFiles>> {
+    match (&config.tls_cert, &config.tls_key, config.plaintext) {
+        (Some(cert), Some(key), false) => Ok(Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: config.tls_client_ca.clone(),
+        })),
+        (None, None, true) => {
+            tracing::warn!(
+                "serving gRPC in PLAIN TEXT (--plaintext): bearer tokens cross the network \
+                 unencrypted; use this for local development only"
+            );
+            Ok(None)
+        }
+        (_, _, true) => Err(Error::Configuration(
+            "--plaintext cannot be combined with --tls-cert and --tls-key".to_owned(),
+        )),
+        _ => Err(Error::Configuration(
+            "TLS is required: give --tls-cert and --tls-key (or --plaintext, for local \
+             development only)"
+                .to_owned(),
+        )),
+    }
+}
+
+/// Token verification, when the configuration accepts bearer tokens.
+async fn jwt_verifier(config: &Config) -> Result<Option<JwtVerifier>> {
+    let jwks = match (&config.jwks_file, &config.jwks_url) {
+        (Some(path), None) => Some(JwksSource::File(path.clone())),
+        (None, Some(url)) => Some(JwksSource::Url {
+            url: url.clone(),
+            ca_file: config.jwks_ca_file.clone(),
+            token_file: config.jwks_token_file.clone(),
+        }),
+        (None, None) => None,
+        (Some(_), Some(_)) => {
+            return Err(Error::Configuration(
+                "give one of --jwks-file and --jwks-url, not both".to_owned(),
+            ));
+        }
+    };
+    let hs256_secret = match &config.jwt_hs256_secret_file {
+        Some(path) => {
+            let secret = std::fs::read(path).map_err(|source| {
+                Error::Configuration(format!(
+                    "reading the HS256 secret file {}: {source}",
+                    path.display()
+                ))
+            })?;
+            // A trailing newline is an accident of how the file was written, not key material.
+            let secret = secret.trim_ascii_end().to_vec();
+            if secret.len() < 32 {
+                return Err(Error::Configuration(format!(
+                    "the HS256 secret in {} must be at least 32 bytes",
+                    path.display()
+                )));
+            }
+            Some(secret)
+        }
+        None => None,
+    };
+    if jwks.is_none() && hs256_secret.is_none() {
+        return Ok(None);
+    }
+    let Some(issuer) = config.jwt_issuer.clone() else {
+        return Err(Error::Configuration(
+            "--jwt-issuer is required to accept bearer tokens".to_owned(),
+        ));
+    };
+    if config.jwt_audiences.is_empty() {
+        return Err(Error::Configuration(
+            "--jwt-audience is required to accept bearer tokens".to_owned(),
+        ));
+    }
+    let mut settings = JwtSettings::new(issuer, config.jwt_audiences.clone());
+    settings.jwks = jwks;
+    settings.hs256_secret = hs256_secret;
+    settings.leeway = Duration::from_secs(config.jwt_leeway_secs);
+    settings.groups_claim.clone_from(&config.jwt_groups_claim);
+    settings.min_refresh_interval = JWKS_MIN_REFRESH;
+    JwtVerifier::new(settings)
+        .await
+        .map(Some)
+        .map_err(Error::AuthSetup)
 }
 
 impl Server {
@@ -56,28 +157,68 @@ impl Server {
     /// Fails when no Kubernetes configuration can be loaded or the address
     /// cannot be bound.
     pub async fn bind(config: &Config) -> Result<Self> {
+        let tls = tls_files(config)?
+            .map(TlsSource::load)
+            .transpose()?
+            .map(Arc::new);
+        let Some(policy_path) = &config.policy else {
+            return Err(Error::Configuration(
+                "--policy is required: without a policy every call would be denied".to_owned(),
+            ));
+        };
+        let policy = Arc::new(Policy::load(policy_path).map_err(Error::Policy)?);
+        if policy.rule_count() == 0 {
+            tracing::warn!(policy = %policy_path.display(), "the policy has no rules: every call will be denied");
+        }
+        let audit = Arc::new(AuditLog::open(config.audit_log.clone())?);
+        let jwt = jwt_verifier(config).await?;
+        let client_certificates = config.tls_client_ca.is_some();
+        if jwt.is_none() && !client_certificates {
+            return Err(Error::Configuration(
+                "no way to authenticate callers: give --jwks-file, --jwks-url or \
+                 --jwt-hs256-secret-file for bearer tokens, or --tls-client-ca for client \
+                 certificates"
+                    .to_owned(),
+            ));
+        }
+        let auth = Arc::new(Authenticator::new(
+            jwt,
+            client_certificates,
+            config.auth_all_services,
+            Arc::clone(&audit),
+        ));
+
         let client = k8s::client(config.kubeconfig.as_deref(), config.context.as_deref()).await?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| Error::Bind {
-                addr: config.listen,
-                source,
-            })?;
-        let local_addr = listener.local_addr().map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
+        let (listener, local_addr) = bind(config.listen).await?;
+        let health_listener = match config.health_listen {
+            Some(addr) => Some(bind(addr).await?.0),
+            None => None,
+        };
         Ok(Self {
             listener,
             local_addr,
+            health_listener,
+            tls,
+            auth,
+            policy,
+            audit,
             client,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout_secs),
             settings: ServiceSettings {
                 namespaces: config.namespaces.iter().cloned().collect(),
                 heartbeat: Duration::from_secs(config.heartbeat_secs),
                 max_streams: config.max_streams,
+                pod_security: config.pod_security,
             },
         })
+    }
+
+    /// The address of the plain-text health port, when one is configured.
+    #[must_use]
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The address the server is bound to.
@@ -127,6 +268,8 @@ impl Server {
         let deployer = DeployerService::new(
             ClusterPods::new(self.client.clone()),
             hub.clone(),
+            self.policy,
+            self.audit,
             self.settings.clone(),
             streams_stop_rx,
         );
@@ -135,9 +278,28 @@ impl Server {
         let served: Vec<String> = self.settings.namespaces.iter().cloned().collect();
         let readiness = spawn_readiness(self.client, hub, served, health.clone(), stop_rx);
 
+        // The plain-text health port serves health only, for probes that cannot do TLS.
+        let (health_drain_tx, health_drain_rx) = oneshot::channel::<()>();
+        let health_only = self.health_listener.map(|listener| {
+            let serve = tonic::transport::Server::builder()
+                .add_service(health_service.clone())
+                .serve_with_incoming_shutdown(tls::incoming(listener, None), async move {
+                    let _ = health_drain_rx.await;
+                });
+            tokio::spawn(
+                async move {
+                    if let Err(error) = serve.await {
+                        tracing::error!(error = %error::chain(&error), "the health port failed");
+                    }
+                }
+                .instrument(tracing::info_span!("health_port")),
+            )
+        });
+
         let (drain_tx, drain_rx) = oneshot::channel::<()>();
-        let incoming = TcpIncoming::from(self.listener).with_nodelay(Some(true));
+        let incoming = tls::incoming(self.listener, self.tls);
         let serve = tonic::transport::Server::builder()
+            .layer(AuthLayer::new(self.auth))
             .add_service(health_service)
             .add_service(DeployerServiceServer::new(deployer))
             .add_service(reflection_v1)
@@ -155,6 +317,7 @@ impl Server {
         if let Some(result) = served_until_error {
             let _ = stop_tx.send(true);
             stop_readiness(readiness).await;
+            let _ = health_drain_tx.send(());
             return result.map_err(Error::Transport);
         }
 
@@ -175,6 +338,17 @@ impl Server {
                 timeout = ?self.shutdown_timeout,
                 "open calls did not finish in time: closing their connections"
             ),
+        }
+        let _ = health_drain_tx.send(());
+        if let Some(task) = health_only {
+            // Health calls are short; a health Watch stream would hold it open: cut it.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(1), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
         tracing::info!("server stopped");
         Ok(())
@@ -203,6 +377,17 @@ impl Server {
             () = watch_signals => Err(Error::ForcedShutdown),
         }
     }
+}
+
+/// Binds a listener to `addr`, and tells the address it got.
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })?;
+    Ok((listener, local))
 }
 
 impl std::fmt::Debug for Server {

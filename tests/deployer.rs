@@ -10,13 +10,12 @@ use k8s_deployer::Config;
 use k8s_deployer::proto::deployer::v1 as pb;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, PostParams};
-use pb::deployer_service_client::DeployerServiceClient;
 use pb::watch_status_response::Kind;
 use support::{RunningDeployer, TestCluster, WAIT, create_namespace, pod, service_account_token};
-use tonic::transport::Channel;
+
 use tonic::{Code, Streaming};
 
-type Client = DeployerServiceClient<Channel>;
+type Client = support::DeployerClient;
 
 /// A server on the shared cluster, an admin kube client, and a fresh namespace.
 async fn setup(prefix: &str) -> (RunningDeployer, kube::Client, String) {

@@ -27,11 +27,11 @@ struct Running {
 }
 
 async fn start_server(cluster: &TestCluster) -> Running {
-    let config = Config {
+    let config = support::with_test_security(Config {
         listen: "127.0.0.1:0".parse().expect("an address"),
         kubeconfig: Some(cluster.kubeconfig.clone()),
         ..Config::default()
-    };
+    });
     let server = Server::bind(&config).await.expect("bind the server");
     let addr = server.local_addr();
     assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
@@ -180,6 +180,7 @@ async fn sigterm_stops_the_binary_even_with_a_stream_held_open() {
         .arg(&cluster.kubeconfig)
         .arg("--shutdown-timeout")
         .arg("1")
+        .args(support::TestAuth::shared().args())
         .kill_on_drop(true)
         .spawn()
         .expect("start k8s-deployer");
@@ -255,42 +256,4 @@ async fn watch_serving(health: &mut HealthClient<Channel>) -> Streaming<HealthCh
 /// A request stream of one message.
 fn tokio_stream_once<T: Send + 'static>(item: T) -> impl tokio_stream::Stream<Item = T> {
     tokio_stream::once(item)
-}
-
-#[test]
-fn the_manifests_are_accepted_by_the_apiserver_in_a_server_side_dry_run() {
-    let cluster = TestCluster::shared();
-    let manifests = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");
-    // A dry run creates nothing, so the namespaced objects need their namespace to exist.
-    let namespace = cluster.kubectl(&["create", "namespace", "k8s-deployer"]);
-    let stderr = String::from_utf8_lossy(&namespace.stderr);
-    assert!(
-        namespace.status.success() || stderr.contains("AlreadyExists"),
-        "{stderr}"
-    );
-
-    let applied = cluster.kubectl(&["apply", "--dry-run=server", "-k", manifests]);
-    let stdout = String::from_utf8_lossy(&applied.stdout);
-    assert!(
-        applied.status.success(),
-        "the apiserver refused the manifests:\n{stdout}\n{}",
-        String::from_utf8_lossy(&applied.stderr)
-    );
-    for object in [
-        "serviceaccount/k8s-deployer",
-        "service/k8s-deployer",
-        "deployment.apps/k8s-deployer",
-    ] {
-        assert!(
-            stdout
-                .lines()
-                .any(|l| l.starts_with(object) && l.ends_with("(server dry run)")),
-            "{object} not in:\n{stdout}"
-        );
-    }
-    let created = cluster.kubectl(&["get", "deployment", "k8s-deployer", "-n", "k8s-deployer"]);
-    assert!(
-        !created.status.success(),
-        "a dry run created the deployment"
-    );
 }

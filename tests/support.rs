@@ -347,8 +347,9 @@ pub struct RunningDeployer {
 }
 
 impl RunningDeployer {
-    /// Start the server with `config` (its listen address and kubeconfig are set here) and
-    /// wait until its health is SERVING.
+    /// Start the server with `config` (its listen address and kubeconfig are set here; when
+    /// it has no policy, the shared [`TestAuth`] configuration is added) and wait until its
+    /// health is SERVING.
     pub async fn start(cluster: &TestCluster, config: k8s_deployer::Config) -> RunningDeployer {
         Self::start_with_kubeconfig(&cluster.kubeconfig, config).await
     }
@@ -359,11 +360,11 @@ impl RunningDeployer {
         kubeconfig: &Path,
         config: k8s_deployer::Config,
     ) -> RunningDeployer {
-        let config = k8s_deployer::Config {
+        let config = with_test_security(k8s_deployer::Config {
             listen: "127.0.0.1:0".parse().expect("an address"),
             kubeconfig: Some(kubeconfig.to_path_buf()),
             ..config
-        };
+        });
         let server = k8s_deployer::Server::bind(&config)
             .await
             .expect("bind the server");
@@ -388,7 +389,11 @@ impl RunningDeployer {
     /// Wait until health reports SERVING for the whole server.
     pub async fn wait_serving(&self) {
         use tonic_health::pb::health_check_response::ServingStatus;
-        let mut health = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
+        // With a token, in case health is not open (--auth-all-services).
+        let mut health = tonic_health::pb::health_client::HealthClient::with_interceptor(
+            self.channel.clone(),
+            Bearer::new(&TestAuth::shared().tester_token()),
+        );
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let status = health
@@ -408,15 +413,14 @@ impl RunningDeployer {
         }
     }
 
-    /// A generated client of the deployer service.
-    pub fn client(
-        &self,
-    ) -> k8s_deployer::proto::deployer::v1::deployer_service_client::DeployerServiceClient<
-        tonic::transport::Channel,
-    > {
-        k8s_deployer::proto::deployer::v1::deployer_service_client::DeployerServiceClient::new(
-            self.channel.clone(),
-        )
+    /// A generated client of the deployer service, calling as [`TESTER`].
+    pub fn client(&self) -> DeployerClient {
+        tester_client(self.channel.clone())
+    }
+
+    /// A generated client of the deployer service, calling with `token`.
+    pub fn client_with_token(&self, token: &str) -> DeployerClient {
+        client_with_token(self.channel.clone(), token)
     }
 
     /// Begin the server's graceful shutdown and wait for it to end.
@@ -437,6 +441,24 @@ impl Drop for RunningDeployer {
         if let Some(task) = &self.task {
             task.abort();
         }
+    }
+}
+
+/// `config` with the shared [`TestAuth`] security settings, unless it has a policy of its own
+/// (then it is taken to be complete).
+pub fn with_test_security(config: k8s_deployer::Config) -> k8s_deployer::Config {
+    if config.policy.is_some() {
+        return config;
+    }
+    let secure = TestAuth::shared().config(None, None);
+    k8s_deployer::Config {
+        listen: config.listen,
+        kubeconfig: config.kubeconfig,
+        namespaces: config.namespaces,
+        heartbeat_secs: config.heartbeat_secs,
+        max_streams: config.max_streams,
+        shutdown_timeout_secs: config.shutdown_timeout_secs,
+        ..secure
     }
 }
 
@@ -490,4 +512,180 @@ pub async fn service_account_token(
         .await
         .expect("mint a token with the TokenRequest API");
     minted.status.expect("a token").token
+}
+
+/// Issuer and audience of the tokens the test servers accept.
+pub const TEST_ISSUER: &str = "https://issuer.k8s-deployer.test";
+/// Audience of the tokens the test servers accept.
+pub const TEST_AUDIENCE: &str = "k8s-deployer";
+/// The subject the default test policy allows everything, everywhere.
+pub const TESTER: &str = "tester";
+
+/// Test credentials: an ES256 signing key whose public half the test servers trust (as a
+/// JWKS file), a policy that allows [`TESTER`] everything, and the tokens they sign.
+pub struct TestAuth {
+    /// Folder of the files below.
+    pub dir: PathBuf,
+    /// The JWKS the servers verify tokens against.
+    pub jwks: PathBuf,
+    /// A policy allowing TESTER every action in every namespace, and every image.
+    pub policy: PathBuf,
+    /// The key id of the signing key.
+    pub kid: String,
+    key_pem: String,
+}
+
+impl TestAuth {
+    /// The credentials shared by the tests of this process.
+    pub fn shared() -> &'static TestAuth {
+        static AUTH: OnceLock<TestAuth> = OnceLock::new();
+        AUTH.get_or_init(|| TestAuth::create(&unique("auth")))
+    }
+
+    /// New credentials in a folder of their own.
+    pub fn create(label: &str) -> TestAuth {
+        let dir = std::env::temp_dir().join(format!("k8s-deployer-{label}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a folder for the test credentials");
+        let kid = format!("{label}-key");
+        let (key_pem, jwk) = es256_key(&kid);
+        let jwks = dir.join("jwks.json");
+        std::fs::write(&jwks, serde_json::json!({ "keys": [jwk] }).to_string()).expect("jwks");
+        let policy = dir.join("policy.yaml");
+        std::fs::write(
+            &policy,
+            format!(
+                "rules:\n  - name: tester-everything\n    subjects: [{TESTER}]\n    \
+                 namespaces: [\"*\"]\n    actions: [\"*\"]\n"
+            ),
+        )
+        .expect("policy");
+        TestAuth {
+            dir,
+            jwks,
+            policy,
+            kid,
+            key_pem,
+        }
+    }
+
+    /// A token for `subject` in `groups`, valid for `ttl` from now.
+    pub fn token(&self, subject: &str, groups: &[&str], ttl: Duration) -> String {
+        let now = now_secs();
+        self.sign(serde_json::json!({
+            "iss": TEST_ISSUER,
+            "aud": TEST_AUDIENCE,
+            "sub": subject,
+            "groups": groups,
+            "iat": now,
+            "exp": now + i64::try_from(ttl.as_secs()).expect("a short ttl"),
+        }))
+    }
+
+    /// A token for [`TESTER`], valid for an hour.
+    pub fn tester_token(&self) -> String {
+        self.token(TESTER, &[], Duration::from_secs(3600))
+    }
+
+    /// Signs any claims with this key (ES256, with this key's kid).
+    pub fn sign(&self, claims: serde_json::Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        let key =
+            jsonwebtoken::EncodingKey::from_ec_pem(self.key_pem.as_bytes()).expect("an EC key");
+        jsonwebtoken::encode(&header, &claims, &key).expect("sign a token")
+    }
+
+    /// The configuration of a test server that trusts these credentials, in plain text, with
+    /// `policy` (or the allow-TESTER-everything one), its audit records in `audit`.
+    pub fn config(&self, policy: Option<&Path>, audit: Option<&Path>) -> k8s_deployer::Config {
+        k8s_deployer::Config {
+            plaintext: true,
+            policy: Some(policy.unwrap_or(&self.policy).to_path_buf()),
+            jwks_file: Some(self.jwks.clone()),
+            jwt_issuer: Some(TEST_ISSUER.to_owned()),
+            jwt_audiences: vec![TEST_AUDIENCE.to_owned()],
+            audit_log: match audit {
+                Some(path) => k8s_deployer::audit::AuditSink::File(path.to_path_buf()),
+                None => k8s_deployer::audit::AuditSink::File(self.dir.join("audit.jsonl")),
+            },
+            ..k8s_deployer::Config::default()
+        }
+    }
+
+    /// The same as command-line flags, for the binary.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--plaintext".into(),
+            format!("--policy={}", self.policy.display()),
+            format!("--jwks-file={}", self.jwks.display()),
+            format!("--jwt-issuer={TEST_ISSUER}"),
+            format!("--jwt-audience={TEST_AUDIENCE}"),
+            format!("--audit-log={}", self.dir.join("audit.jsonl").display()),
+        ]
+    }
+}
+
+/// Seconds since the epoch.
+pub fn now_secs() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970");
+    i64::try_from(since.as_secs()).expect("a sane clock")
+}
+
+/// A new P-256 key: its PKCS#8 PEM, and its public JWK with `kid`.
+pub fn es256_key(kid: &str) -> (String, serde_json::Value) {
+    use base64::Engine as _;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("a P-256 key");
+    // The uncompressed point: 0x04, then x and y, 32 bytes each.
+    let point = key.public_key_raw();
+    assert_eq!(point.len(), 65, "an uncompressed P-256 point");
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let jwk = serde_json::json!({
+        "kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": kid,
+        "x": b64(&point[1..33]), "y": b64(&point[33..65]),
+    });
+    (key.serialize_pem(), jwk)
+}
+
+/// Sends a bearer token with every call.
+#[derive(Clone)]
+pub struct Bearer(tonic::metadata::MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    /// `Authorization: Bearer <token>`.
+    pub fn new(token: &str) -> Bearer {
+        Bearer(format!("Bearer {token}").parse().expect("an ASCII token"))
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// A deployer client that authenticates with a bearer token.
+pub type DeployerClient =
+    k8s_deployer::proto::deployer::v1::deployer_service_client::DeployerServiceClient<
+        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+    >;
+
+/// A client on `channel` calling as [`TESTER`].
+pub fn tester_client(channel: tonic::transport::Channel) -> DeployerClient {
+    client_with_token(channel, &TestAuth::shared().tester_token())
+}
+
+/// A client on `channel` calling with `token`.
+pub fn client_with_token(channel: tonic::transport::Channel, token: &str) -> DeployerClient {
+    k8s_deployer::proto::deployer::v1::deployer_service_client::DeployerServiceClient::with_interceptor(
+        channel,
+        Bearer::new(token),
+    )
 }

@@ -23,14 +23,13 @@ use std::time::Duration;
 use futures::future::join_all;
 use k8s_deployer::Config;
 use k8s_deployer::proto::deployer::v1 as pb;
-use pb::deployer_service_client::DeployerServiceClient;
 use pb::watch_status_response::Kind;
 use prost::Message as _;
 use support::{RunningDeployer, TestCluster, WAIT, create_namespace, unique};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Streaming};
 
-type Client = DeployerServiceClient<Channel>;
+type Client = support::DeployerClient;
 
 /// The selector that matches every pod the service manages.
 const MANAGED: &str = "app.kubernetes.io/managed-by=k8s-deployer";
@@ -310,7 +309,7 @@ async fn two_hundred_subscribers_cost_one_upstream_watch() {
         channels.push(connect(endpoint(&deployer)).await);
     }
     let mut watches = join_all((0..SUBSCRIBERS).map(|i| {
-        let mut client = Client::new(channels[i % CONNECTIONS].clone());
+        let mut client = support::tester_client(channels[i % CONNECTIONS].clone());
         let request = by_selector(&namespace);
         async move {
             let mut watch = Watch::open(&mut client, request, &format!("subscriber {i}")).await;
@@ -402,7 +401,7 @@ async fn a_stalled_subscriber_never_delays_another() {
     )
     .await;
     let mut stalled = Watch::open(
-        &mut Client::new(stalled_channel),
+        &mut support::tester_client(stalled_channel),
         by_selector(&namespace),
         "stalled stream A",
     )

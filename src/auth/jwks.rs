@@ -38,6 +38,10 @@ pub enum JwksSource {
         /// A PEM file of extra CA certificates trusted for `https://` besides the built-in
         /// roots, e.g. the cluster CA for the API server's `/openid/v1/jwks`.
         ca_file: Option<PathBuf>,
+        /// A file holding a bearer token to send with the request, read at every fetch so
+        /// that a rotated (projected ServiceAccount) token is picked up. The API server wants
+        /// one for `/openid/v1/jwks` unless anonymous discovery is allowed.
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -269,7 +273,12 @@ impl JwksLoader {
     async fn load(&self) -> Result<KeySet, AuthError> {
         let bytes = match (&self.source, &self.client) {
             (JwksSource::File(path), _) => read_file(path.clone()).await?,
-            (JwksSource::Url { url, .. }, Some(client)) => fetch(client, url).await?,
+            (
+                JwksSource::Url {
+                    url, token_file, ..
+                },
+                Some(client),
+            ) => fetch(client, url, token_file.as_deref()).await?,
             (JwksSource::Url { .. }, None) => {
                 // `new` builds a client for every URL source; this arm only satisfies the match.
                 return Err(AuthError::JwksUnavailable("no http client".into()));
@@ -324,11 +333,23 @@ async fn read_file(path: PathBuf) -> Result<Vec<u8>, AuthError> {
         .map_err(|err| AuthError::JwksUnavailable(format!("reading {shown}: {err}")))
 }
 
-async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, AuthError> {
+async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    token_file: Option<&std::path::Path>,
+) -> Result<Vec<u8>, AuthError> {
     let unavailable = |err: reqwest::Error| {
         AuthError::JwksUnavailable(format!("fetching {url}: {}", chain(&err)))
     };
-    let mut response = client.get(url).send().await.map_err(unavailable)?;
+    let mut request = client.get(url);
+    if let Some(path) = token_file {
+        let token = read_file(path.to_path_buf()).await?;
+        let token = String::from_utf8(token).map_err(|_| {
+            AuthError::JwksUnavailable(format!("jwks token file {} is not text", path.display()))
+        })?;
+        request = request.bearer_auth(token.trim());
+    }
+    let mut response = request.send().await.map_err(unavailable)?;
     let status = response.status();
     if !status.is_success() {
         return Err(AuthError::JwksUnavailable(format!(

@@ -1233,6 +1233,7 @@ mod tests {
             JwksSource::Url {
                 url: self.url.clone(),
                 ca_file: None,
+                token_file: None,
             }
         }
     }
@@ -1296,6 +1297,7 @@ mod tests {
             jwks: Some(JwksSource::Url {
                 url: "http://127.0.0.1:1/jwks".into(),
                 ca_file: None,
+                token_file: None,
             }),
             ..settings()
         };
@@ -1309,6 +1311,7 @@ mod tests {
             jwks: Some(JwksSource::Url {
                 url: server.url.clone(),
                 ca_file: Some("/nonexistent/k8s-deployer/ca.pem".into()),
+                token_file: None,
             }),
             ..settings()
         };

@@ -41,6 +41,8 @@ pub struct DeployInput {
     pub wait_for: WaitFor,
     /// Longest wait; `None` for the default.
     pub wait_timeout: Option<Duration>,
+    /// The Pod Security profile asked for; `None` to let the service choose.
+    pub pod_security: Option<PodSecurityProfile>,
 }
 
 /// A validated Deploy request: every field is well-formed and the pod name is settled.
@@ -78,6 +80,9 @@ pub struct DeploySpec {
     pub dry_run: bool,
     /// What to wait for, and for how long at most.
     pub wait: Option<(WaitFor, Duration)>,
+    /// The Pod Security profile asked for; `None` to let the service choose
+    /// ([`resolve_profile`]).
+    pub pod_security: Option<PodSecurityProfile>,
     /// A stable hash of everything that defines the pod (not the name when generated, not
     /// dry_run or the wait), to recognise a retry of the same request.
     pub request_hash: String,
@@ -198,6 +203,144 @@ impl PodSecurityProfile {
             "baseline" => Some(Self::Baseline),
             "restricted" => Some(Self::Restricted),
             _ => None,
+        }
+    }
+}
+
+/// The profile a pod gets: the one the request asks for; otherwise the strictest of the
+/// service's default, the policy's setting for the namespace, and the level the namespace's
+/// `pod-security.kubernetes.io/enforce` label enforces (so that PodSecurity admits the pod).
+///
+/// A request may ask for a weaker profile than the namespace enforces: it is sent as asked,
+/// and the namespace's PodSecurity admission rejects it, which the caller sees.
+#[must_use]
+pub fn resolve_profile(
+    requested: Option<PodSecurityProfile>,
+    default: PodSecurityProfile,
+    policy: Option<PodSecurityProfile>,
+    namespace_enforce: Option<&str>,
+) -> PodSecurityProfile {
+    if let Some(requested) = requested {
+        return requested;
+    }
+    // "privileged" (or no label) enforces nothing beyond what every profile already does.
+    let enforced = namespace_enforce.and_then(PodSecurityProfile::parse);
+    [policy, enforced]
+        .into_iter()
+        .flatten()
+        .fold(default, Ord::max)
+}
+
+/// CPU request of a container that asks for no CPU.
+pub const DEFAULT_CPU_REQUEST: &str = "100m";
+/// Memory request of a container that asks for no memory.
+pub const DEFAULT_MEMORY_REQUEST: &str = "128Mi";
+/// Memory limit of a container that asks for no memory.
+pub const DEFAULT_MEMORY_LIMIT: &str = "256Mi";
+
+/// The requests and limits a pod gets: the caller's, with defaults for what it left out.
+///
+/// - CPU: a request of [`DEFAULT_CPU_REQUEST`] when neither request nor limit is given; no
+///   default CPU limit, since a CPU limit throttles a container even on an idle node.
+/// - Memory: [`DEFAULT_MEMORY_REQUEST`] and [`DEFAULT_MEMORY_LIMIT`] when neither is given;
+///   a request alone gets a limit equal to it, so that a container cannot grow past what it
+///   asked for and take memory from its neighbours.
+/// - A limit alone is left as is: Kubernetes then sets the request to the limit.
+#[must_use]
+pub fn effective_resources(
+    requests: &BTreeMap<String, String>,
+    limits: &BTreeMap<String, String>,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let (mut requests, mut limits) = (requests.clone(), limits.clone());
+    if !requests.contains_key("cpu") && !limits.contains_key("cpu") {
+        requests.insert("cpu".to_owned(), DEFAULT_CPU_REQUEST.to_owned());
+    }
+    match (
+        requests.get("memory").cloned(),
+        limits.contains_key("memory"),
+    ) {
+        (None, false) => {
+            requests.insert("memory".to_owned(), DEFAULT_MEMORY_REQUEST.to_owned());
+            limits.insert("memory".to_owned(), DEFAULT_MEMORY_LIMIT.to_owned());
+        }
+        (Some(request), false) => {
+            limits.insert("memory".to_owned(), request);
+        }
+        (_, true) => {}
+    }
+    (requests, limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use PodSecurityProfile::{Baseline, Restricted};
+
+    /// requested, default, policy, namespace label, expected.
+    type ProfileCase = (
+        Option<PodSecurityProfile>,
+        PodSecurityProfile,
+        Option<PodSecurityProfile>,
+        Option<&'static str>,
+        PodSecurityProfile,
+    );
+    type Pairs = &'static [(&'static str, &'static str)];
+
+    #[test]
+    fn the_profile_is_the_requested_one_or_the_strictest_setting() {
+        #[rustfmt::skip]
+        let cases: &[ProfileCase] = &[
+            // requested, default,  policy,           label,              result
+            (None,             Baseline,   None,             None,               Baseline),
+            (None,             Restricted, None,             None,               Restricted),
+            (None,             Baseline,   Some(Restricted), None,               Restricted),
+            (None,             Baseline,   None,             Some("restricted"), Restricted),
+            (None,             Baseline,   None,             Some("baseline"),   Baseline),
+            (None,             Baseline,   None,             Some("privileged"), Baseline),
+            (None,             Restricted, Some(Baseline),   Some("privileged"), Restricted),
+            (None,             Baseline,   None,             Some("nonsense"),   Baseline),
+            // The request wins, even when weaker: PodSecurity then has the last word.
+            (Some(Baseline),   Restricted, Some(Restricted), Some("restricted"), Baseline),
+            (Some(Restricted), Baseline,   None,             None,               Restricted),
+        ];
+        for (requested, default, policy, label, expected) in cases {
+            assert_eq!(
+                resolve_profile(*requested, *default, *policy, *label),
+                *expected,
+                "{requested:?} {default:?} {policy:?} {label:?}"
+            );
+        }
+    }
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn resources_get_defaults_for_what_is_left_out() {
+        #[rustfmt::skip]
+        let cases: &[(Pairs, Pairs, Pairs, Pairs)] = &[
+            // requests, limits -> requests, limits
+            (&[], &[],
+             &[("cpu", "100m"), ("memory", "128Mi")], &[("memory", "256Mi")]),
+            (&[("cpu", "2")], &[],
+             &[("cpu", "2"), ("memory", "128Mi")], &[("memory", "256Mi")]),
+            (&[], &[("cpu", "1")],
+             &[("memory", "128Mi")], &[("cpu", "1"), ("memory", "256Mi")]),
+            (&[("memory", "1Gi")], &[],
+             &[("cpu", "100m"), ("memory", "1Gi")], &[("memory", "1Gi")]),
+            (&[], &[("memory", "64Mi")],
+             &[("cpu", "100m")], &[("memory", "64Mi")]),
+            (&[("memory", "1Gi")], &[("memory", "2Gi")],
+             &[("cpu", "100m"), ("memory", "1Gi")], &[("memory", "2Gi")]),
+        ];
+        for (requests, limits, want_requests, want_limits) in cases {
+            let (got_requests, got_limits) = effective_resources(&map(requests), &map(limits));
+            assert_eq!(got_requests, map(want_requests), "{requests:?} {limits:?}");
+            assert_eq!(got_limits, map(want_limits), "{requests:?} {limits:?}");
         }
     }
 }

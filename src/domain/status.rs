@@ -25,6 +25,9 @@ pub struct PodState {
     pub request_id: Option<String>,
     /// The request hash (annotation), if any.
     pub request_hash: Option<String>,
+    /// The Pod Security profile it was hardened to (from its annotation), when this service
+    /// recorded one.
+    pub pod_security: Option<crate::domain::spec::PodSecurityProfile>,
     /// Kubernetes phase; empty when not reported yet.
     pub phase: String,
     /// Conditions, as reported.

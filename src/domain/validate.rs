@@ -158,6 +158,7 @@ pub fn validate_deploy(input: &DeployInput) -> Result<DeploySpec, Violations> {
         dry_run: input.dry_run,
         wait,
         request_hash,
+        pod_security: input.pod_security,
     })
 }
 
@@ -365,6 +366,10 @@ fn request_hash(input: &DeployInput) -> String {
     hash.field("limits").map(&input.limits);
     hash.field("restart_policy")
         .text(input.restart_policy.as_str());
+    // Only when asked for, so that requests without it hash as they always did.
+    if let Some(profile) = input.pod_security {
+        hash.field("pod_security").text(profile.as_str());
+    }
     hash.finish()
 }
 
@@ -422,7 +427,7 @@ impl CanonicalHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::spec::{EnvVar, Port, Protocol, RestartPolicy};
+    use crate::domain::spec::{EnvVar, PodSecurityProfile, Port, Protocol, RestartPolicy};
 
     fn valid() -> DeployInput {
         DeployInput {
@@ -584,8 +589,10 @@ mod tests {
             dry_run: true,
             wait_for: WaitFor::Ready,
             wait_timeout: Some(Duration::from_secs(3600)),
+            pod_security: Some(PodSecurityProfile::Restricted),
         };
         let spec = validate_deploy(&input).expect("valid request");
+        assert_eq!(spec.pod_security, Some(PodSecurityProfile::Restricted));
         assert_eq!(spec.image.path, "org/app");
         assert_eq!(spec.name, "web-1");
         assert!(!spec.generated_name);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::domain::spec::{EnvVar, Port, Protocol, RestartPolicy};
+use crate::domain::spec::{EnvVar, PodSecurityProfile, Port, Protocol, RestartPolicy};
 use crate::domain::status::{ContainerState, Time};
 use crate::domain::{DeployInput, Health, PodEvent, Reason, WaitFor};
 use crate::hub::PodView;
@@ -67,6 +67,11 @@ impl From<pb::DeployRequest> for DeployInput {
             },
             request_id: request.request_id,
             dry_run: request.dry_run,
+            pod_security: match pb::PodSecurity::try_from(request.pod_security) {
+                Ok(pb::PodSecurity::Baseline) => Some(PodSecurityProfile::Baseline),
+                Ok(pb::PodSecurity::Restricted) => Some(PodSecurityProfile::Restricted),
+                _ => None,
+            },
             wait_for: match pb::WaitFor::try_from(request.wait_for) {
                 Ok(pb::WaitFor::Scheduled) => WaitFor::Scheduled,
                 Ok(pb::WaitFor::Running) => WaitFor::Running,
@@ -233,6 +238,15 @@ impl From<&PodEvent> for pb::PodEvent {
             first_time: timestamp(event.first_time),
             last_time: timestamp(event.last_time),
             source: event.source.clone(),
+        }
+    }
+}
+
+impl From<PodSecurityProfile> for pb::PodSecurity {
+    fn from(profile: PodSecurityProfile) -> Self {
+        match profile {
+            PodSecurityProfile::Baseline => Self::Baseline,
+            PodSecurityProfile::Restricted => Self::Restricted,
         }
     }
 }

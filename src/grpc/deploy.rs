@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::domain::spec::DeploySpec;
+use crate::domain::spec::{DeploySpec, resolve_profile};
 use crate::domain::validate::validate_deploy;
-use crate::domain::{DeployInput, Health, PodState, WaitFor};
+use crate::domain::{Caller, DeployInput, Health, ImageReference, PodState, WaitFor};
 use crate::grpc::DeployerService;
 use crate::grpc::convert::{health_name, reason_name};
 use crate::hub::{Filter, PodView, Subscription, Update};
+use crate::policy::{Action, ImageRefusalKind};
 use crate::proto::deployer::v1 as pb;
 use crate::{Error, Result};
 
@@ -40,23 +41,32 @@ pub(super) fn caller_deadline(metadata: &tonic::metadata::MetadataMap) -> Option
 impl DeployerService {
     pub(super) async fn deploy(
         &self,
+        caller: &Caller,
         request: pb::DeployRequest,
         deadline: Option<Instant>,
     ) -> Result<pb::DeployResponse> {
         let input = DeployInput::from(request);
         let mut spec = validate_deploy(&input).map_err(Error::InvalidRequest)?;
         self.check_namespace(&spec.namespace)?;
+        self.authorize(caller, Action::Deploy, &spec.namespace)?;
+        self.check_image(&spec.image)?;
 
         if let Some(existing) = self.previous_attempt(&spec).await? {
             spec.name.clone_from(&existing.name);
             return self.answer(&spec, existing, false, deadline).await;
         }
 
+        // Reading the namespace also tells a missing namespace apart before anything else.
+        let enforced = self.pods.pod_security_enforced(&spec.namespace).await?;
+        let profile = resolve_profile(
+            spec.pod_security,
+            self.settings.pod_security,
+            self.policy.pod_security(&spec.namespace),
+            enforced.as_deref(),
+        );
+
         // Subscribe before creating, so that the wait sees every change from the first.
         let waiting = spec.wait.is_some() && !spec.dry_run;
-        if waiting {
-            self.pods.require_namespace(&spec.namespace).await?;
-        }
         let mut attempt = 1;
         loop {
             let subscription = if waiting {
@@ -64,11 +74,11 @@ impl DeployerService {
             } else {
                 None
             };
-            match self.pods.create(&spec).await {
+            match self.pods.create(&spec, profile).await {
                 Ok(created) => {
                     tracing::info!(
                         namespace = %spec.namespace, name = %spec.name, image = %spec.image,
-                        dry_run = spec.dry_run, "pod created"
+                        pod_security = profile.as_str(), dry_run = spec.dry_run, "pod created"
                     );
                     return self
                         .finish(&spec, created, !spec.dry_run, subscription, deadline)
@@ -90,6 +100,21 @@ impl DeployerService {
                 }
                 Err(error) => return Err(error),
             }
+        }
+    }
+
+    /// Refuse images the policy does not allow: a registry or repository outside the allowed
+    /// ones is PERMISSION_DENIED; a reference of the wrong form (no digest where one is
+    /// required, a denied tag) is FAILED_PRECONDITION.
+    fn check_image(&self, image: &ImageReference) -> Result<()> {
+        match self.policy.check_image(image) {
+            Ok(()) => Ok(()),
+            Err(refused) => match refused.kind {
+                ImageRefusalKind::NotAllowed => Err(Error::ImageNotAllowed(refused.to_string())),
+                ImageRefusalKind::DigestRequired | ImageRefusalKind::TagDenied => {
+                    Err(Error::ImageRefused(refused.to_string()))
+                }
+            },
         }
     }
 
@@ -154,9 +179,14 @@ impl DeployerService {
             }
             _ => PodView::new(pod),
         };
+        let pod_security = view
+            .state
+            .pod_security
+            .map_or(pb::PodSecurity::Unspecified, pb::PodSecurity::from);
         Ok(pb::DeployResponse {
             pod: Some(pb::PodStatus::from(&view)),
             created,
+            pod_security: pod_security.into(),
         })
     }
 }

@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch as signal};
+use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tracing::Instrument as _;
@@ -27,6 +29,7 @@ impl DeployerService {
         namespace: &str,
         filter: Filter,
         until: pb::Until,
+        expires_at: Option<SystemTime>,
     ) -> Result<ReceiverStream<std::result::Result<pb::WatchStatusResponse, Status>>> {
         if *self.shutdown.borrow() {
             return Err(Error::ShuttingDown);
@@ -47,6 +50,7 @@ impl DeployerService {
             heartbeat: self.settings.heartbeat,
             sequence: 0,
             health: BTreeMap::new(),
+            expires_at: expires_at.map(instant_of),
             tx,
             _permit: permit,
         };
@@ -60,6 +64,20 @@ impl DeployerService {
     }
 }
 
+/// The tokio instant of a wall-clock time (now, if it is past).
+fn instant_of(time: SystemTime) -> Instant {
+    let left = time.duration_since(SystemTime::now()).unwrap_or_default();
+    Instant::now() + left
+}
+
+/// Completes at `at`; never when there is no expiry.
+async fn expiry(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// One open WatchStatus stream.
 struct StatusStream {
     filter: Filter,
@@ -68,6 +86,8 @@ struct StatusStream {
     sequence: u64,
     /// The health of every pod the caller knows of.
     health: BTreeMap<String, Health>,
+    /// When the caller's credential expires: the stream ends then, with UNAUTHENTICATED.
+    expires_at: Option<Instant>,
     tx: Sink,
     _permit: OwnedSemaphorePermit,
 }
@@ -98,6 +118,7 @@ impl StatusStream {
                     let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
                 } => self.end(pb::EndReason::ServerShutdown, "the server is shutting down").await,
                 () = self.tx.closed() => Err(Stop::CallerGone),
+                () = expiry(self.expires_at) => self.expired().await,
             };
             heartbeat.reset();
             if let Err(stop) = step {
@@ -123,6 +144,17 @@ impl StatusStream {
             .send(Ok(message))
             .await
             .map_err(|_| Stop::CallerGone)
+    }
+
+    /// The caller's credential expired: end with UNAUTHENTICATED, as a new call would get.
+    async fn expired(&mut self) -> std::result::Result<(), Stop> {
+        tracing::info!(
+            messages = self.sequence,
+            "credential expired: ending the stream"
+        );
+        let status = Status::unauthenticated("the credential expired while the stream was open");
+        let _ = self.tx.send(Err(status)).await;
+        Err(Stop::Ended)
     }
 
     async fn end(&mut self, reason: pb::EndReason, message: &str) -> std::result::Result<(), Stop> {

@@ -3,9 +3,11 @@
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as KubeTime;
 
+use crate::domain::spec::PodSecurityProfile;
 use crate::domain::status::{Condition, ContainerState, ContainerStatus, Owner, Time};
 use crate::domain::{
-    IMAGE_ANNOTATION, PodEvent, PodState, REQUEST_HASH_ANNOTATION, REQUEST_ID_LABEL,
+    IMAGE_ANNOTATION, POD_SECURITY_ANNOTATION, PodEvent, PodState, REQUEST_HASH_ANNOTATION,
+    REQUEST_ID_LABEL,
 };
 
 fn time(t: Option<&KubeTime>) -> Option<Time> {
@@ -34,6 +36,9 @@ pub fn pod_state(pod: &core::Pod) -> PodState {
             .unwrap_or(first_image),
         request_id: labels.get(REQUEST_ID_LABEL).cloned(),
         request_hash: annotations.and_then(|a| a.get(REQUEST_HASH_ANNOTATION).cloned()),
+        pod_security: annotations
+            .and_then(|a| a.get(POD_SECURITY_ANNOTATION))
+            .and_then(|p| PodSecurityProfile::parse(p)),
         labels,
         phase: status.phase.clone().unwrap_or_default(),
         conditions: status

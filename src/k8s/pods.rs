@@ -5,23 +5,25 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, Namespace, Pod, PodSpec, ResourceRequirements,
+    Capabilities, Container, ContainerPort, EnvVar, Namespace, Pod, PodSecurityContext, PodSpec,
+    ResourceRequirements, SeccompProfile, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 
-use crate::domain::spec::DeploySpec;
+use crate::domain::spec::{DeploySpec, PodSecurityProfile, effective_resources};
 use crate::domain::{
-    CONTAINER_NAME, IMAGE_ANNOTATION, LabelSelector, MANAGED_BY_LABEL, PodState,
-    REQUEST_HASH_ANNOTATION, REQUEST_ID_LABEL,
+    CONTAINER_NAME, IMAGE_ANNOTATION, LabelSelector, MANAGED_BY_LABEL, POD_SECURITY_ANNOTATION,
+    PodState, REQUEST_HASH_ANNOTATION, REQUEST_ID_LABEL,
 };
 use crate::k8s::convert::pod_state;
 use crate::{Error, Result};
 
 /// The Pod object for a validated spec: one container named `app`, the managed-by label,
-/// the request id label and the image and request-hash annotations.
+/// the request id label, the image, request-hash and pod-security annotations, hardened to
+/// `profile` (see [`PodSecurityProfile`]) with default resources for what the spec leaves out.
 #[must_use]
-pub fn build_pod(spec: &DeploySpec) -> Pod {
+pub fn build_pod(spec: &DeploySpec, profile: PodSecurityProfile) -> Pod {
     let mut labels = spec.labels.clone();
     labels.insert(MANAGED_BY_LABEL.0.to_owned(), MANAGED_BY_LABEL.1.to_owned());
     if let Some(id) = &spec.request_id {
@@ -33,6 +35,18 @@ pub fn build_pod(spec: &DeploySpec) -> Pod {
         REQUEST_HASH_ANNOTATION.to_owned(),
         spec.request_hash.clone(),
     );
+    annotations.insert(
+        POD_SECURITY_ANNOTATION.to_owned(),
+        profile.as_str().to_owned(),
+    );
+    let (requests, limits) = effective_resources(&spec.requests, &spec.limits);
+    let restricted = profile == PodSecurityProfile::Restricted;
+    let runtime_default = || {
+        Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        })
+    };
 
     let quantities = |map: &BTreeMap<String, String>| {
         (!map.is_empty()).then(|| {
@@ -67,12 +81,21 @@ pub fn build_pod(spec: &DeploySpec) -> Pod {
                 })
                 .collect()
         }),
-        resources: (!spec.requests.is_empty() || !spec.limits.is_empty()).then(|| {
-            ResourceRequirements {
-                requests: quantities(&spec.requests),
-                limits: quantities(&spec.limits),
-                ..ResourceRequirements::default()
-            }
+        resources: Some(ResourceRequirements {
+            requests: quantities(&requests),
+            limits: quantities(&limits),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                add: None,
+            }),
+            seccomp_profile: runtime_default(),
+            run_as_non_root: restricted.then_some(true),
+            ..SecurityContext::default()
         }),
         ..Container::default()
     };
@@ -87,9 +110,36 @@ pub fn build_pod(spec: &DeploySpec) -> Pod {
         spec: Some(PodSpec {
             containers: vec![container],
             restart_policy: Some(spec.restart_policy.as_str().to_owned()),
+            // The pod runs someone's image: it gets no credentials to the cluster.
+            automount_service_account_token: Some(false),
+            host_network: Some(false),
+            host_pid: Some(false),
+            host_ipc: Some(false),
+            security_context: Some(PodSecurityContext {
+                seccomp_profile: runtime_default(),
+                run_as_non_root: restricted.then_some(true),
+                ..PodSecurityContext::default()
+            }),
             ..PodSpec::default()
         }),
         status: None,
+    }
+}
+
+/// The namespace label whose level the PodSecurity admission enforces.
+pub const POD_SECURITY_ENFORCE_LABEL: &str = "pod-security.kubernetes.io/enforce";
+
+/// The PodSecurity admission's reason, when `error` is its rejection: a 403 whose message
+/// reads `pods "x" is forbidden: violates PodSecurity "restricted:latest": ...`. The part
+/// from "violates" on is the admission's own explanation, meant for whoever wrote the pod,
+/// so it is passed on to the caller (unlike other API server text).
+fn pod_security_violation(error: &kube::Error) -> Option<String> {
+    match error {
+        kube::Error::Api(status) if status.code == 403 => status
+            .message
+            .find("violates PodSecurity")
+            .map(|at| status.message[at..].to_owned()),
+        _ => None,
     }
 }
 
@@ -148,29 +198,44 @@ impl ClusterPods {
     ///
     /// NamespaceNotFound, or the API error.
     pub async fn require_namespace(&self, namespace: &str) -> Result<()> {
+        self.pod_security_enforced(namespace).await.map(|_| ())
+    }
+
+    /// The value of the namespace's `pod-security.kubernetes.io/enforce` label, if it has one
+    /// and the deployer may read it; fails with [`Error::NamespaceNotFound`] unless the
+    /// namespace exists.
+    ///
+    /// # Errors
+    ///
+    /// NamespaceNotFound, or the API error.
+    pub async fn pod_security_enforced(&self, namespace: &str) -> Result<Option<String>> {
         let found = Api::<Namespace>::all(self.client.clone())
             .get_opt(namespace)
             .await;
         match found {
-            Ok(Some(_)) => Ok(()),
+            Ok(Some(ns)) => Ok(ns
+                .metadata
+                .labels
+                .and_then(|mut labels| labels.remove(POD_SECURITY_ENFORCE_LABEL))),
             Ok(None) => Err(Error::NamespaceNotFound(namespace.to_owned())),
             // Namespaces are cluster-scoped: a deployer confined to namespaced Roles may not
             // read them. Then the namespace is taken as existing; the calls that follow fail
             // on their own if it does not.
             Err(error) if status_code(&error) == Some(403) => {
                 tracing::debug!(namespace, "may not read namespaces, assuming it exists");
-                Ok(())
+                Ok(None)
             }
             Err(error) => Err(api_error(format!("reading namespace {namespace:?}"))(error)),
         }
     }
 
-    /// Create the pod for `spec` (a server-side dry run when the spec says so).
+    /// Create the pod for `spec`, hardened to `profile` (a server-side dry run when the spec
+    /// says so).
     ///
     /// # Errors
     ///
-    /// NamespaceNotFound, NameTaken, or the API error.
-    pub async fn create(&self, spec: &DeploySpec) -> Result<PodState> {
+    /// NamespaceNotFound, NameTaken, PodSecurityRejected, or the API error.
+    pub async fn create(&self, spec: &DeploySpec, profile: PodSecurityProfile) -> Result<PodState> {
         let params = PostParams {
             dry_run: spec.dry_run,
             field_manager: Some("k8s-deployer".to_owned()),
@@ -181,10 +246,16 @@ impl ClusterPods {
         );
         match self
             .pods(&spec.namespace)
-            .create(&params, &build_pod(spec))
+            .create(&params, &build_pod(spec, profile))
             .await
         {
             Ok(pod) => Ok(pod_state(&pod)),
+            Err(error) if pod_security_violation(&error).is_some() => {
+                Err(Error::PodSecurityRejected {
+                    namespace: spec.namespace.clone(),
+                    reason: pod_security_violation(&error).unwrap_or_default(),
+                })
+            }
             Err(error) if status_code(&error) == Some(409) => Err(Error::NameTaken {
                 namespace: spec.namespace.clone(),
                 name: spec.name.clone(),
@@ -347,7 +418,7 @@ mod tests {
             ..DeployInput::default()
         })
         .expect("a valid request");
-        let pod = build_pod(&spec);
+        let pod = build_pod(&spec, PodSecurityProfile::Baseline);
         let labels = pod.metadata.labels.as_ref().expect("labels");
         assert_eq!(labels["app.kubernetes.io/managed-by"], "k8s-deployer");
         assert_eq!(labels["k8s-deployer.io/request-id"], "req-1");
@@ -375,6 +446,90 @@ mod tests {
             .expect("requests");
         assert_eq!(requests["cpu"].0, "100m");
         assert!(is_managed(labels));
+    }
+
+    #[test]
+    fn pods_are_hardened_to_their_profile() {
+        let spec = validate_deploy(&DeployInput {
+            image: "nginx:1.27".into(),
+            namespace: "team-a".into(),
+            ..DeployInput::default()
+        })
+        .expect("a valid request");
+        for profile in [PodSecurityProfile::Baseline, PodSecurityProfile::Restricted] {
+            let pod = build_pod(&spec, profile);
+            let annotations = pod.metadata.annotations.as_ref().expect("annotations");
+            assert_eq!(
+                annotations["k8s-deployer.io/pod-security"],
+                profile.as_str()
+            );
+            let pod_spec = pod.spec.as_ref().expect("spec");
+            assert_eq!(pod_spec.automount_service_account_token, Some(false));
+            assert_eq!(pod_spec.host_network, Some(false));
+            assert_eq!(pod_spec.host_pid, Some(false));
+            assert_eq!(pod_spec.host_ipc, Some(false));
+            assert!(
+                pod_spec.volumes.is_none(),
+                "no host paths, no volumes at all"
+            );
+            let pod_context = pod_spec.security_context.as_ref().expect("pod context");
+            assert_eq!(
+                pod_context
+                    .seccomp_profile
+                    .as_ref()
+                    .map(|p| p.type_.as_str()),
+                Some("RuntimeDefault")
+            );
+            let container = &pod_spec.containers[0];
+            let context = container.security_context.as_ref().expect("context");
+            assert_eq!(context.allow_privilege_escalation, Some(false));
+            assert_eq!(context.privileged, Some(false));
+            assert_eq!(
+                context.capabilities.as_ref().and_then(|c| c.drop.clone()),
+                Some(vec!["ALL".to_owned()])
+            );
+            assert!(
+                context
+                    .capabilities
+                    .as_ref()
+                    .is_some_and(|c| c.add.is_none())
+            );
+            assert_eq!(
+                context.seccomp_profile.as_ref().map(|p| p.type_.as_str()),
+                Some("RuntimeDefault")
+            );
+            let non_root = (profile == PodSecurityProfile::Restricted).then_some(true);
+            assert_eq!(context.run_as_non_root, non_root, "{profile:?}");
+            assert_eq!(pod_context.run_as_non_root, non_root, "{profile:?}");
+            let resources = container.resources.as_ref().expect("resources");
+            let requests = resources.requests.as_ref().expect("requests");
+            let limits = resources.limits.as_ref().expect("limits");
+            assert_eq!(requests["cpu"].0, "100m");
+            assert_eq!(requests["memory"].0, "128Mi");
+            assert_eq!(limits["memory"].0, "256Mi");
+        }
+    }
+
+    #[test]
+    fn pod_security_rejections_are_recognised() {
+        let rejection = kube::Error::Api(
+            kube::core::Status::failure(
+                "pods \"web\" is forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true",
+                "Forbidden",
+            )
+            .with_code(403)
+            .boxed(),
+        );
+        assert_eq!(
+            pod_security_violation(&rejection).as_deref(),
+            Some("violates PodSecurity \"restricted:latest\": runAsNonRoot != true")
+        );
+        let rbac = kube::Error::Api(
+            kube::core::Status::failure("pods is forbidden: User \"x\" cannot create", "Forbidden")
+                .with_code(403)
+                .boxed(),
+        );
+        assert_eq!(pod_security_violation(&rbac), None);
     }
 
     #[test]

@@ -19,8 +19,11 @@
 #
 # D defaults to $K8S_DEPLOYER_CLUSTER_DIR, else ${TMPDIR:-/tmp}/k8s-deployer-cluster-$UID.
 # Every cluster has its own folder and its own free loopback ports, so several can run side
-# by side. The binaries are cached in $K8S_DEPLOYER_CACHE (default ~/.cache/k8s-deployer),
-# in a folder named after the pinned versions and a hash of the go.mod/go.sum files.
+# by side. The apiserver writes an audit log, one JSON event per line, to D/logs/audit.log
+# (level Metadata for every request: who, which verb on which resource, the response code),
+# so that a test can read what a given user actually did. The binaries are cached in
+# $K8S_DEPLOYER_CACHE (default ~/.cache/k8s-deployer), in a folder named after the pinned
+# versions and a hash of the go.mod/go.sum files.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -364,6 +367,19 @@ cmd_up() {
     --unsafe-no-fsync --log-level warn
   wait_for etcd 30 healthy etcd
 
+  # Metadata for every request, without the RequestReceived stage: one event per request
+  # (two for a watch: ResponseStarted and ResponseComplete), no bodies, so no secrets. The
+  # log is written before each response ends (blocking mode) and is rotated only at 1 GiB,
+  # which a test cluster never reaches: every event of the cluster's life is in one file.
+  cat >"$DIR/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages:
+  - RequestReceived
+rules:
+  - level: Metadata
+EOF
+
   # The endpoint reconciler would publish 127.0.0.1 as the `kubernetes` Service's endpoint,
   # which endpoint validation forbids (loopback); nothing here needs that endpoint.
   start kube-apiserver "$BIN/kube-apiserver" \
@@ -379,6 +395,9 @@ cmd_up() {
     --service-account-signing-key-file "$PKI/sa.key" \
     --service-cluster-ip-range 10.96.0.0/16 \
     --endpoint-reconciler-type none \
+    --audit-policy-file "$DIR/audit-policy.yaml" \
+    --audit-log-path "$DIR/logs/audit.log" --audit-log-format json \
+    --audit-log-mode blocking --audit-log-maxsize 1024 --audit-log-maxbackup 1 \
     --allow-privileged=true --profiling=false
   wait_for kube-apiserver 90 healthy kube-apiserver
 
@@ -528,5 +547,5 @@ case "${1:-}" in
   env) shift; cmd_env "$@" ;;
   status) shift; cmd_status "$@" ;;
   restart) shift; cmd_restart "$@" ;;
-  *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -1,0 +1,173 @@
+//! The authentication layer in front of every gRPC service: it establishes the [`Caller`] of
+//! each request (from a bearer token, or else from a client certificate) and puts it in the
+//! request's extensions, or answers UNAUTHENTICATED itself. Health and reflection pass
+//! unauthenticated unless configured otherwise.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use crate::audit::{AuditEvent, AuditLog, AuditSubject};
+use crate::auth::{AuthError, JwtVerifier, bearer_token, caller_from_certificate};
+use crate::domain::Caller;
+use crate::server::tls::PeerInfo;
+
+/// Path prefixes of the services that stay open unless every service must authenticate.
+const OPEN_SERVICES: [&str; 3] = [
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1.ServerReflection/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+];
+
+/// How callers prove who they are.
+#[derive(Debug)]
+pub struct Authenticator {
+    /// Bearer token verification, when tokens are accepted.
+    jwt: Option<JwtVerifier>,
+    /// Whether client certificates are verified (a client CA is configured).
+    client_certificates: bool,
+    /// Whether health and reflection need authentication too.
+    all_services: bool,
+    audit: Arc<AuditLog>,
+}
+
+impl Authenticator {
+    /// Callers authenticate with tokens that `jwt` verifies, if set, and with client
+    /// certificates, if `client_certificates`.
+    #[must_use]
+    pub fn new(
+        jwt: Option<JwtVerifier>,
+        client_certificates: bool,
+        all_services: bool,
+        audit: Arc<AuditLog>,
+    ) -> Self {
+        Self {
+            jwt,
+            client_certificates,
+            all_services,
+            audit,
+        }
+    }
+
+    fn is_open(&self, path: &str) -> bool {
+        !self.all_services && OPEN_SERVICES.iter().any(|open| path.starts_with(open))
+    }
+
+    /// The caller of a request: its bearer token decides when it sends one (a bad token is
+    /// refused, never passed over for the certificate); else its verified client certificate.
+    ///
+    /// # Errors
+    ///
+    /// Why the caller is not authenticated.
+    pub async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<&PeerInfo>,
+    ) -> Result<Caller, AuthError> {
+        if let Some(header) = headers.get(http::header::AUTHORIZATION) {
+            let header = header.to_str().map_err(|_| AuthError::MalformedHeader)?;
+            let token = bearer_token(Some(header))?;
+            return match &self.jwt {
+                Some(jwt) => jwt.verify(token).await,
+                None => Err(AuthError::AlgorithmNotAllowed(
+                    "any: this server accepts no bearer tokens".to_owned(),
+                )),
+            };
+        }
+        if self.client_certificates
+            && let Some(certificate) = peer.and_then(|p| p.client_certificate.as_ref())
+        {
+            return caller_from_certificate(certificate);
+        }
+        Err(AuthError::MissingToken)
+    }
+}
+
+/// The [`tower::Layer`] that puts an [`AuthService`] in front of the services.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    auth: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    /// The layer.
+    #[must_use]
+    pub fn new(auth: Arc<Authenticator>) -> Self {
+        Self { auth }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> AuthService<S> {
+        AuthService {
+            inner,
+            auth: Arc::clone(&self.auth),
+        }
+    }
+}
+
+/// Authenticates each request before `S` sees it.
+#[derive(Debug, Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for AuthService<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        // The clone is not ready yet; the service polled ready is the one that is used.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = Arc::clone(&self.auth);
+        Box::pin(async move {
+            if auth.is_open(request.uri().path()) {
+                return inner.call(request).await;
+            }
+            let started = Instant::now();
+            let peer = request.extensions().get::<PeerInfo>().cloned();
+            match auth.authenticate(request.headers(), peer.as_ref()).await {
+                Ok(caller) => {
+                    request.extensions_mut().insert(caller);
+                    inner.call(request).await
+                }
+                Err(error) => {
+                    let method = request.uri().path().trim_start_matches('/');
+                    let remote = peer.as_ref().and_then(|p| p.remote_addr);
+                    let reason = error.to_string();
+                    tracing::info!(method, remote = ?remote, %reason, "unauthenticated call refused");
+                    auth.audit.record(&AuditEvent {
+                        caller: None,
+                        source: remote,
+                        method,
+                        subject: &AuditSubject::default(),
+                        code: tonic::Code::Unauthenticated,
+                        reason: &reason,
+                        latency: started.elapsed(),
+                    });
+                    Ok(tonic::Status::unauthenticated(reason).into_http())
+                }
+            }
+        })
+    }
+}

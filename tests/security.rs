@@ -1,0 +1,1123 @@
+//! Security, as callers and operators meet it, against the service on 127.0.0.1 and a real
+//! local control plane: who may call (bearer tokens, client certificates), what they may do
+//! (the policy file, the image policy), the transport (TLS, mutual TLS, reloads), the pods'
+//! hardening and the namespace's PodSecurity admission, and the audit trail.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_deployer::Config;
+use k8s_deployer::proto::deployer::v1 as pb;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use support::{
+    DeployerClient, RunningDeployer, TestAuth, TestCluster, WAIT, client_with_token,
+    create_namespace, es256_key, now_secs, unique,
+};
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+/// The policy of most tests here: tester may do anything; alice may deploy, read and list in
+/// the sec-team-* namespaces; the viewers group may list anywhere; the client certificate
+/// "cert-client" may list and read. Images: Docker Hub's official images and registry.k8s.io,
+/// never tagged latest.
+const POLICY: &str = r#"
+rules:
+  - name: tester-everything
+    subjects: [tester]
+    namespaces: ["*"]
+    actions: ["*"]
+  - name: alice-deploys-to-team
+    subjects: [alice]
+    namespaces: ["sec-team-*"]
+    actions: [deploy, status, list]
+  - name: viewers-list
+    groups: [viewers]
+    namespaces: ["*"]
+    actions: [list]
+  - name: certificate-clients-read
+    subjects: [cert-client]
+    namespaces: ["*"]
+    actions: [list, status]
+images:
+  allow: ["docker.io/library/*", "registry.k8s.io/**"]
+  deniedTags: [latest]
+"#;
+
+/// A server started for one test, with its own policy and audit file.
+struct Secured {
+    deployer: RunningDeployer,
+    audit: PathBuf,
+}
+
+impl Secured {
+    async fn start(policy: &str, tweak: impl FnOnce(&mut Config)) -> Secured {
+        let auth = TestAuth::shared();
+        let name = unique("secured");
+        let policy_path = auth.dir.join(format!("{name}-policy.yaml"));
+        std::fs::write(&policy_path, policy).expect("write the policy");
+        let audit = auth.dir.join(format!("{name}-audit.jsonl"));
+        let mut config = auth.config(Some(&policy_path), Some(&audit));
+        tweak(&mut config);
+        let deployer = RunningDeployer::start(TestCluster::shared(), config).await;
+        deployer.wait_serving().await;
+        Secured { deployer, audit }
+    }
+
+    fn client(&self, token: &str) -> DeployerClient {
+        self.deployer.client_with_token(token)
+    }
+
+    /// Every audit record written so far.
+    fn audit_records(&self) -> Vec<serde_json::Value> {
+        audit_records(&self.audit)
+    }
+}
+
+fn audit_records(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each audit line is JSON"))
+        .collect()
+}
+
+fn token(subject: &str, groups: &[&str]) -> String {
+    TestAuth::shared().token(subject, groups, Duration::from_secs(3600))
+}
+
+fn list(namespace: &str) -> pb::ListPodsRequest {
+    pb::ListPodsRequest {
+        namespace: namespace.to_owned(),
+        ..pb::ListPodsRequest::default()
+    }
+}
+
+fn deploy_request(namespace: &str, image: &str) -> pb::DeployRequest {
+    pb::DeployRequest {
+        image: image.to_owned(),
+        namespace: namespace.to_owned(),
+        ..pb::DeployRequest::default()
+    }
+}
+
+async fn pods_in(admin: &kube::Client, namespace: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(admin.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("list pods")
+        .items
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// An RSA key made by openssl: its PEM and its public JWK with `kid`.
+fn rs256_key(dir: &Path, kid: &str) -> (String, serde_json::Value) {
+    let path = dir.join(format!("{kid}.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&path)
+        .output()
+        .expect("run openssl");
+    assert!(made.status.success(), "openssl genpkey: {made:?}");
+    let modulus = std::process::Command::new("openssl")
+        .args(["rsa", "-noout", "-modulus", "-in"])
+        .arg(&path)
+        .output()
+        .expect("run openssl");
+    let text = String::from_utf8(modulus.stdout).expect("text");
+    let hex = text.trim().trim_start_matches("Modulus=");
+    let n: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex"))
+        .collect();
+    let jwk = serde_json::json!({
+        "kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid,
+        "n": b64(&n), "e": "AQAB",
+    });
+    (std::fs::read_to_string(&path).expect("the key"), jwk)
+}
+
+/// Writes a JWKS file of the shared test key plus `extra`.
+fn write_jwks(path: &Path, extra: &[serde_json::Value]) {
+    let mut keys: Vec<serde_json::Value> = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(&TestAuth::shared().jwks).expect("the shared jwks"),
+    )
+    .expect("json")["keys"]
+        .as_array()
+        .expect("keys")
+        .clone();
+    keys.extend_from_slice(extra);
+    std::fs::write(path, serde_json::json!({ "keys": keys }).to_string()).expect("write jwks");
+}
+
+fn claims(subject: &str) -> serde_json::Value {
+    let now = now_secs();
+    serde_json::json!({
+        "iss": support::TEST_ISSUER, "aud": support::TEST_AUDIENCE, "sub": subject,
+        "iat": now, "exp": now + 600,
+    })
+}
+
+fn sign(
+    alg: jsonwebtoken::Algorithm,
+    kid: &str,
+    key: &jsonwebtoken::EncodingKey,
+    claims: &serde_json::Value,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, key).expect("sign")
+}
+
+/// Every kind of bad token is refused with UNAUTHENTICATED, and the message never repeats the
+/// token; good RS256 and ES256 tokens are accepted.
+#[tokio::test]
+async fn bad_tokens_are_unauthenticated_and_good_ones_accepted() {
+    let auth = TestAuth::shared();
+    let (rsa_pem, rsa_jwk) = rs256_key(&auth.dir, &unique("rsa"));
+    let rsa_kid = rsa_jwk["kid"].as_str().expect("kid").to_owned();
+    let jwks = auth.dir.join(format!("{}-jwks.json", unique("rsa")));
+    write_jwks(&jwks, &[rsa_jwk]);
+    let server = Secured::start(POLICY, |config| config.jwks_file = Some(jwks.clone())).await;
+    let namespace = "default";
+
+    let rsa = jsonwebtoken::EncodingKey::from_rsa_pem(rsa_pem.as_bytes()).expect("rsa key");
+    let (other_pem, _) = es256_key("other");
+    let other = jsonwebtoken::EncodingKey::from_ec_pem(other_pem.as_bytes()).expect("ec key");
+    let now = now_secs();
+    let with = |changes: serde_json::Value| {
+        let mut claims = claims("tester");
+        for (k, v) in changes.as_object().expect("an object") {
+            claims[k] = v.clone();
+        }
+        claims
+    };
+    let alg_none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(claims("tester").to_string().as_bytes())
+    );
+    let hs256 = sign(
+        jsonwebtoken::Algorithm::HS256,
+        &auth.kid,
+        &jsonwebtoken::EncodingKey::from_secret(b"a shared secret nobody configured here"),
+        &claims("tester"),
+    );
+
+    let cases: Vec<(&str, String)> = vec![
+        ("malformed", "not-a-jwt".to_owned()),
+        (
+            "expired",
+            auth.sign(with(serde_json::json!({ "exp": now - 300 }))),
+        ),
+        (
+            "not yet valid",
+            auth.sign(with(serde_json::json!({ "nbf": now + 600 }))),
+        ),
+        (
+            "wrong issuer",
+            auth.sign(with(serde_json::json!({ "iss": "https://evil.example" }))),
+        ),
+        (
+            "wrong audience",
+            auth.sign(with(serde_json::json!({ "aud": "someone-else" }))),
+        ),
+        (
+            "no subject",
+            auth.sign(with(serde_json::json!({ "sub": null }))),
+        ),
+        // Signed by another key under the trusted key's id.
+        (
+            "wrong signature",
+            sign(
+                jsonwebtoken::Algorithm::ES256,
+                &auth.kid,
+                &other,
+                &claims("tester"),
+            ),
+        ),
+        (
+            "unknown kid",
+            sign(
+                jsonwebtoken::Algorithm::ES256,
+                "nobody-knows-me",
+                &other,
+                &claims("tester"),
+            ),
+        ),
+        ("HS256 without a configured secret", hs256),
+        ("alg none", alg_none),
+        // An RSA key id on an ES256 header: the key type must match the algorithm.
+        (
+            "algorithm and key type disagree",
+            sign(
+                jsonwebtoken::Algorithm::ES256,
+                &rsa_kid,
+                &other,
+                &claims("tester"),
+            ),
+        ),
+    ];
+    for (case, bad) in &cases {
+        let refused = server
+            .client(bad)
+            .list_pods(list(namespace))
+            .await
+            .expect_err(case);
+        assert_eq!(refused.code(), Code::Unauthenticated, "{case}: {refused:?}");
+        assert!(
+            !refused.message().contains(bad.as_str()),
+            "{case}: the token is repeated"
+        );
+        assert!(!refused.message().is_empty(), "{case}: a reason is given");
+    }
+
+    // No token at all.
+    let anonymous =
+        pb::deployer_service_client::DeployerServiceClient::new(server.deployer.channel.clone())
+            .list_pods(list(namespace))
+            .await
+            .expect_err("no token");
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+
+    // Good tokens, both algorithms.
+    let es256 = auth.tester_token();
+    let rs256 = sign(
+        jsonwebtoken::Algorithm::RS256,
+        &rsa_kid,
+        &rsa,
+        &claims("tester"),
+    );
+    for good in [&es256, &rs256] {
+        server
+            .client(good)
+            .list_pods(list(namespace))
+            .await
+            .expect("a valid token is accepted");
+    }
+
+    // Every refusal was audited, and no token appears in the audit trail.
+    let records = server.audit_records();
+    let refused = records
+        .iter()
+        .filter(|r| r["code"] == "UNAUTHENTICATED")
+        .count();
+    assert_eq!(refused, cases.len() + 1, "{records:#?}");
+    let text = std::fs::read_to_string(&server.audit).expect("the audit file");
+    for (case, bad) in &cases {
+        if bad.len() > 20 {
+            assert!(
+                !text.contains(bad.as_str()),
+                "{case}: token in the audit trail"
+            );
+        }
+    }
+    assert!(!text.contains(&es256) && !text.contains(&rs256));
+}
+
+/// A token signed by a key added to the JWKS after start-up is accepted once the server has
+/// read the JWKS again, which an unknown key id makes it do.
+#[tokio::test]
+async fn a_rotated_key_is_picked_up_on_an_unknown_kid() {
+    let auth = TestAuth::shared();
+    let jwks = auth.dir.join(format!("{}-jwks.json", unique("rotation")));
+    write_jwks(&jwks, &[]);
+    let server = Secured::start(POLICY, |config| config.jwks_file = Some(jwks.clone())).await;
+
+    let kid = unique("rotated");
+    let (pem, jwk) = es256_key(&kid);
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).expect("ec key");
+    let rotated = sign(
+        jsonwebtoken::Algorithm::ES256,
+        &kid,
+        &key,
+        &claims("tester"),
+    );
+    let before = server
+        .client(&rotated)
+        .list_pods(list("default"))
+        .await
+        .expect_err("unknown key");
+    assert_eq!(before.code(), Code::Unauthenticated);
+
+    write_jwks(&jwks, &[jwk]);
+    // Reloads are rate-limited; the new key is accepted within the limit.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match server.client(&rotated).list_pods(list("default")).await {
+            Ok(_) => break,
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the new key was never picked up"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// The policy decides, before the API server is asked: a namespace, an action, a caller
+/// without any rule; groups count as subjects do.
+#[tokio::test]
+async fn the_policy_decides_who_may_do_what_where() {
+    let admin = TestCluster::shared().client().await;
+    let team = create_namespace(&admin, "sec-team", &[]).await;
+    let other = create_namespace(&admin, "sec-other", &[]).await;
+    let server = Secured::start(POLICY, |_| {}).await;
+    let alice = token("alice", &[]);
+
+    // Allowed: alice deploys to her team's namespace.
+    let created = server
+        .client(&alice)
+        .deploy(deploy_request(&team, "nginx:1.27"))
+        .await
+        .expect("alice may deploy to sec-team-*")
+        .into_inner();
+    let name = created.pod.expect("a pod").name;
+
+    // A namespace the policy does not give her: nothing is created there.
+    let denied = server
+        .client(&alice)
+        .deploy(deploy_request(&other, "nginx:1.27"))
+        .await
+        .expect_err("not her namespace");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    for word in ["alice", "deploy", &other] {
+        assert!(
+            denied.message().contains(word),
+            "{word} in {:?}",
+            denied.message()
+        );
+    }
+    assert!(
+        pods_in(&admin, &other).await.is_empty(),
+        "nothing is created"
+    );
+
+    // An action the policy does not give her.
+    let denied = server
+        .client(&alice)
+        .delete_pod(pb::DeletePodRequest {
+            namespace: team.clone(),
+            name: name.clone(),
+            ..pb::DeletePodRequest::default()
+        })
+        .await
+        .expect_err("alice may not delete");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert!(denied.message().contains("delete"), "{denied:?}");
+    assert_eq!(
+        pods_in(&admin, &team).await.len(),
+        1,
+        "the pod is still there"
+    );
+
+    // A group rule: viewers may list, and only list.
+    let viewer = token("val", &["viewers"]);
+    let listed = server
+        .client(&viewer)
+        .list_pods(list(&team))
+        .await
+        .expect("viewers list");
+    assert_eq!(listed.into_inner().pods.len(), 1);
+    let denied = server
+        .client(&viewer)
+        .deploy(deploy_request(&team, "nginx:1.27"))
+        .await
+        .expect_err("viewers do not deploy");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let denied = server
+        .client(&viewer)
+        .watch_status(pb::WatchStatusRequest {
+            namespace: team.clone(),
+            name: name.clone(),
+            ..pb::WatchStatusRequest::default()
+        })
+        .await
+        .expect_err("viewers do not watch");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    // No rule at all: deny by default, even for reads.
+    let denied = server
+        .client(&token("mallory", &["strangers"]))
+        .list_pods(list(&team))
+        .await
+        .expect_err("no rule for mallory");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert!(denied.message().contains("mallory"), "{denied:?}");
+}
+
+/// The image policy: registries outside the allowed ones are PERMISSION_DENIED, denied tags
+/// and missing digests FAILED_PRECONDITION, each naming its rule; nothing is created.
+#[tokio::test]
+async fn the_image_policy_refuses_registries_tags_and_undigested_images() {
+    let admin = TestCluster::shared().client().await;
+    let namespace = create_namespace(&admin, "sec-images", &[]).await;
+    let server = Secured::start(POLICY, |_| {}).await;
+    let mut client = server.client(&TestAuth::shared().tester_token());
+
+    let cases = [
+        (
+            "quay.io/evil/miner:1.0",
+            Code::PermissionDenied,
+            "images.allow",
+        ),
+        (
+            "ghcr.io/acme/app:2.0",
+            Code::PermissionDenied,
+            "images.allow",
+        ),
+        (
+            "nginx:latest",
+            Code::FailedPrecondition,
+            "images.deniedTags",
+        ),
+        // No tag and no digest means latest.
+        ("nginx", Code::FailedPrecondition, "images.deniedTags"),
+    ];
+    for (image, code, rule) in cases {
+        let refused = client
+            .deploy(deploy_request(&namespace, image))
+            .await
+            .expect_err(image);
+        assert_eq!(refused.code(), code, "{image}: {refused:?}");
+        assert!(refused.message().contains(rule), "{image}: {refused:?}");
+    }
+    assert!(
+        pods_in(&admin, &namespace).await.is_empty(),
+        "nothing is created"
+    );
+    for image in [
+        "nginx:1.27",
+        "docker.io/library/redis:7",
+        "registry.k8s.io/pause:3.10",
+    ] {
+        client
+            .deploy(deploy_request(&namespace, image))
+            .await
+            .expect(image);
+    }
+
+    // With digests required.
+    let digest_policy = POLICY.replace("deniedTags: [latest]", "requireDigest: true");
+    let strict = Secured::start(&digest_policy, |_| {}).await;
+    let mut client = strict.client(&TestAuth::shared().tester_token());
+    let refused = client
+        .deploy(deploy_request(&namespace, "nginx:1.27"))
+        .await
+        .expect_err("no digest");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(
+        refused.message().contains("images.requireDigest"),
+        "{refused:?}"
+    );
+    let digest = format!("nginx@sha256:{}", "a".repeat(64));
+    client
+        .deploy(deploy_request(&namespace, &digest))
+        .await
+        .expect("with a digest");
+}
+
+/// A WatchStatus stream opened with a token that expires while it is open ends with
+/// UNAUTHENTICATED at expiry.
+#[tokio::test]
+async fn a_stream_ends_with_unauthenticated_when_its_token_expires() {
+    let admin = TestCluster::shared().client().await;
+    let namespace = create_namespace(&admin, "sec-expiry", &[]).await;
+    let server = Secured::start(POLICY, |config| config.heartbeat_secs = 1).await;
+    let short = TestAuth::shared().token("tester", &[], Duration::from_secs(4));
+    let mut stream = server
+        .client(&short)
+        .watch_status(pb::WatchStatusRequest {
+            namespace: namespace.clone(),
+            label_selector: "app=none".to_owned(),
+            ..pb::WatchStatusRequest::default()
+        })
+        .await
+        .expect("the token is valid when the stream opens")
+        .into_inner();
+    let first = stream
+        .message()
+        .await
+        .expect("a first message")
+        .expect("open");
+    assert!(matches!(
+        first.kind,
+        Some(pb::watch_status_response::Kind::Snapshot(_))
+    ));
+
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match stream.message().await {
+                // Heartbeats while the token is valid.
+                Ok(Some(_)) => {}
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the stream ends");
+    let status = ended.expect_err("it ends with an error status");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+}
+
+/// A server this test binds and runs itself, for configurations RunningDeployer does not
+/// cover (TLS, a health port).
+struct ServerTask {
+    addr: std::net::SocketAddr,
+    health_addr: Option<std::net::SocketAddr>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<k8s_deployer::Result<()>>,
+}
+
+impl ServerTask {
+    async fn start(config: &Config) -> ServerTask {
+        let server = k8s_deployer::Server::bind(config).await.expect("bind");
+        let (addr, health_addr) = (server.local_addr(), server.health_addr());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        ServerTask {
+            addr,
+            health_addr,
+            stop,
+            running,
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WAIT, self.running)
+            .await
+            .expect("the server stops")
+            .expect("the server task")
+            .expect("a clean stop");
+    }
+}
+
+/// Certificates for the TLS test: a CA, the server's certificate for localhost and
+/// 127.0.0.1, and client certificates.
+struct Pki {
+    ca_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    fn new(name: &str) -> Pki {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = params.self_signed(&key).expect("a CA");
+        Pki {
+            ca_pem: ca.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// (certificate PEM, key PEM) for the server.
+    fn server(&self) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("params");
+        let cert = params.signed_by(&key, &self.issuer).expect("signed");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// (certificate PEM, key PEM) for a client `common_name` in `organisations`.
+    fn client(&self, common_name: &str, organisations: &[&str]) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        for organisation in organisations {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, *organisation);
+        }
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params.signed_by(&key, &self.issuer).expect("signed");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// Connects to `addr` over TLS trusting `ca`, with a client certificate if given, and lists
+/// pods with `token` if given. Any failure (handshake, transport, status) is an error.
+async fn list_over_tls(
+    addr: std::net::SocketAddr,
+    ca: &str,
+    identity: Option<&(String, String)>,
+    token: Option<&str>,
+) -> Result<pb::ListPodsResponse, tonic::Status> {
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let endpoint = Endpoint::from_shared(format!("https://{addr}"))
+        .expect("a uri")
+        .tls_config(tls)
+        .expect("a TLS config");
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(format!("connect: {e:?}")))?;
+    let request = list("default");
+    match token {
+        Some(token) => client_with_token(channel, token).list_pods(request).await,
+        None => {
+            pb::deployer_service_client::DeployerServiceClient::new(channel)
+                .list_pods(request)
+                .await
+        }
+    }
+    .map(tonic::Response::into_inner)
+}
+
+/// TLS: plain text is refused; a token over TLS works; a client certificate from the client
+/// CA authenticates its common name, one from another CA is refused; a replaced certificate
+/// is served to new connections without a restart.
+#[tokio::test]
+async fn tls_is_required_and_client_certificates_identify_callers() {
+    let auth = TestAuth::shared();
+    let dir = auth.dir.join(unique("pki"));
+    std::fs::create_dir_all(&dir).expect("a folder");
+    let server_pki = Pki::new("server-ca");
+    let client_pki = Pki::new("client-ca");
+    let rogue_pki = Pki::new("rogue-ca");
+    let (cert, key) = server_pki.server();
+    let (cert_path, key_path, ca_path) = (
+        dir.join("tls.crt"),
+        dir.join("tls.key"),
+        dir.join("client-ca.crt"),
+    );
+    std::fs::write(&cert_path, &cert).expect("cert");
+    std::fs::write(&key_path, &key).expect("key");
+    std::fs::write(&ca_path, &client_pki.ca_pem).expect("ca");
+
+    // RunningDeployer connects in plain text; this server speaks TLS only, so start it here.
+    let audit = dir.join("audit.jsonl");
+    let policy = dir.join("policy.yaml");
+    std::fs::write(&policy, POLICY).expect("policy");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        kubeconfig: Some(TestCluster::shared().kubeconfig.clone()),
+        plaintext: false,
+        tls_cert: Some(cert_path.clone()),
+        tls_key: Some(key_path.clone()),
+        tls_client_ca: Some(ca_path),
+        ..auth.config(Some(&policy), Some(&audit))
+    };
+    let server = ServerTask::start(&config).await;
+    let addr = server.addr;
+    let tester = auth.tester_token();
+
+    // Plain text to the TLS port gets nowhere.
+    // (The client may fail to connect, or connect and fail on the call: either way, no answer.)
+    let plain = match Channel::from_shared(format!("http://{addr}"))
+        .expect("a uri")
+        .connect()
+        .await
+    {
+        Ok(channel) => client_with_token(channel, &tester)
+            .list_pods(list("default"))
+            .await
+            .map(|_| ())
+            .map_err(|status| status.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    assert!(plain.is_err(), "plain text was served");
+
+    // A token over TLS.
+    list_over_tls(addr, &server_pki.ca_pem, None, Some(&tester))
+        .await
+        .expect("a token over TLS");
+    // TLS alone proves nothing about the caller.
+    let anonymous = list_over_tls(addr, &server_pki.ca_pem, None, None)
+        .await
+        .expect_err("no credentials");
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+
+    // A client certificate from the client CA: its common name is the subject.
+    let good = client_pki.client("cert-client", &["team-x"]);
+    list_over_tls(addr, &server_pki.ca_pem, Some(&good), None)
+        .await
+        .expect("a client certificate from the client CA");
+    let records = audit_records(&audit);
+    let last = records.last().expect("an audit record");
+    assert_eq!(last["subject"], "cert-client");
+    assert_eq!(last["groups"], serde_json::json!(["team-x"]));
+    assert_eq!(last["credential"], "client_certificate");
+    assert_eq!(last["code"], "OK");
+    // Another subject name, not in the policy: authenticated, then denied.
+    let stranger = client_pki.client("someone-else", &[]);
+    let denied = list_over_tls(addr, &server_pki.ca_pem, Some(&stranger), None)
+        .await
+        .expect_err("no rule for someone-else");
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+
+    // The same name from a CA the server does not trust: the handshake fails.
+    let rogue = rogue_pki.client("cert-client", &[]);
+    let refused = list_over_tls(addr, &server_pki.ca_pem, Some(&rogue), None).await;
+    assert!(
+        refused.is_err(),
+        "a certificate from another CA was accepted"
+    );
+    assert_ne!(
+        refused.as_ref().map_err(tonic::Status::code).err(),
+        Some(Code::PermissionDenied)
+    );
+
+    // Replace the server's certificate with one from another CA: new connections get it.
+    let renewed_pki = Pki::new("renewed-ca");
+    let (cert, key) = renewed_pki.server();
+    std::fs::write(&key_path, &key).expect("key");
+    std::fs::write(&cert_path, &cert).expect("cert");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while list_over_tls(addr, &renewed_pki.ca_pem, None, Some(&tester))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the renewed certificate is never served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let old = list_over_tls(addr, &server_pki.ca_pem, None, Some(&tester)).await;
+    assert!(old.is_err(), "the old certificate is still served");
+
+    server.stop().await;
+}
+
+/// Pods are hardened, to the restricted profile where the namespace enforces it; a pod
+/// weaker than the namespace enforces is rejected by the real PodSecurity admission and the
+/// caller gets FAILED_PRECONDITION with the admission's reason.
+#[tokio::test]
+async fn pods_are_hardened_and_pod_security_admission_is_honoured() {
+    let admin = TestCluster::shared().client().await;
+    let restricted = create_namespace(
+        &admin,
+        "sec-restricted",
+        &[("pod-security.kubernetes.io/enforce", "restricted")],
+    )
+    .await;
+    let open = create_namespace(&admin, "sec-open", &[]).await;
+    let server = Secured::start(POLICY, |_| {}).await;
+    let mut client = server.client(&TestAuth::shared().tester_token());
+
+    // The namespace enforces restricted: the pod is made restricted, and admitted.
+    let deployed = client
+        .deploy(deploy_request(&restricted, "nginx:1.27"))
+        .await
+        .expect("admitted")
+        .into_inner();
+    assert_eq!(deployed.pod_security(), pb::PodSecurity::Restricted);
+    let name = deployed.pod.expect("a pod").name;
+    let pod = Api::<Pod>::namespaced(admin.clone(), &restricted)
+        .get(&name)
+        .await
+        .expect("the pod");
+    let spec = pod.spec.expect("a spec");
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    let context = spec.containers[0]
+        .security_context
+        .clone()
+        .expect("a security context");
+    assert_eq!(context.run_as_non_root, Some(true));
+    assert_eq!(context.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        context.capabilities.and_then(|c| c.drop),
+        Some(vec!["ALL".to_owned()])
+    );
+    assert_eq!(
+        context.seccomp_profile.map(|p| p.type_).as_deref(),
+        Some("RuntimeDefault")
+    );
+
+    // Asking for less than the namespace enforces: the admission says no, nothing is created.
+    let mut weaker = deploy_request(&restricted, "nginx:1.27");
+    weaker.pod_security = pb::PodSecurity::Baseline.into();
+    let rejected = client
+        .deploy(weaker)
+        .await
+        .expect_err("PodSecurity rejects it");
+    assert_eq!(rejected.code(), Code::FailedPrecondition, "{rejected:?}");
+    assert!(
+        rejected.message().contains("violates PodSecurity"),
+        "{rejected:?}"
+    );
+    assert!(rejected.message().contains("runAsNonRoot"), "{rejected:?}");
+    assert_eq!(
+        pods_in(&admin, &restricted).await.len(),
+        1,
+        "only the first pod exists"
+    );
+
+    // No label: the server's default, baseline, still hardened, root allowed.
+    let deployed = client
+        .deploy(deploy_request(&open, "nginx:1.27"))
+        .await
+        .expect("deployed")
+        .into_inner();
+    assert_eq!(deployed.pod_security(), pb::PodSecurity::Baseline);
+    let name = deployed.pod.expect("a pod").name;
+    let pod = Api::<Pod>::namespaced(admin.clone(), &open)
+        .get(&name)
+        .await
+        .expect("the pod");
+    let context = pod.spec.expect("spec").containers[0]
+        .security_context
+        .clone()
+        .expect("context");
+    assert_eq!(context.run_as_non_root, None);
+    assert_eq!(context.allow_privilege_escalation, Some(false));
+}
+
+/// One audit record per call, field by field, for a success and for a refusal; never a
+/// token or an environment value.
+#[tokio::test]
+async fn the_audit_trail_records_successes_and_refusals_field_by_field() {
+    let admin = TestCluster::shared().client().await;
+    let team = create_namespace(&admin, "sec-team", &[]).await;
+    let other = create_namespace(&admin, "sec-other", &[]).await;
+    let server = Secured::start(POLICY, |_| {}).await;
+    let alice = token("alice", &["developers"]);
+    let mut client = server.client(&alice);
+
+    let before = now_secs();
+    let mut request = deploy_request(&team, "nginx:1.27");
+    request.name = "audited".to_owned();
+    request.request_id = "audit-request-1".to_owned();
+    request.env = vec![pb::EnvVar {
+        name: "DATABASE_PASSWORD".to_owned(),
+        value: "hunter2-do-not-log".to_owned(),
+    }];
+    client.deploy(request).await.expect("deployed");
+    let denied = client
+        .deploy(deploy_request(&other, "nginx:1.27"))
+        .await
+        .expect_err("denied");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    let records = server.audit_records();
+    assert_eq!(records.len(), 2, "one record per call: {records:#?}");
+    let success = &records[0];
+    assert_eq!(success["kind"], "audit");
+    assert_eq!(success["subject"], "alice");
+    assert_eq!(success["groups"], serde_json::json!(["developers"]));
+    assert_eq!(success["credential"], "bearer_token");
+    assert!(
+        success["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("127.0.0.1:")),
+        "{success}"
+    );
+    assert_eq!(success["method"], "deployer.v1.DeployerService/Deploy");
+    assert_eq!(success["namespace"], team.as_str());
+    assert_eq!(success["pod"], "audited");
+    assert_eq!(success["image"], "nginx:1.27");
+    assert_eq!(success["request_id"], "audit-request-1");
+    assert_eq!(success["code"], "OK");
+    assert_eq!(success["reason"], "");
+    assert!(
+        success["latency_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{success}"
+    );
+    let time: jiff::Timestamp = success["time"]
+        .as_str()
+        .expect("a time")
+        .parse()
+        .expect("RFC 3339");
+    assert!(
+        time.as_second() >= before - 1 && time.as_second() <= now_secs() + 1,
+        "{time}"
+    );
+
+    let refusal = &records[1];
+    assert_eq!(refusal["subject"], "alice");
+    assert_eq!(refusal["namespace"], other.as_str());
+    assert_eq!(refusal["pod"], "");
+    assert_eq!(refusal["image"], "nginx:1.27");
+    assert_eq!(refusal["code"], "PERMISSION_DENIED");
+    assert!(
+        refusal["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no rule")),
+        "{refusal}"
+    );
+
+    let text = std::fs::read_to_string(&server.audit).expect("the audit file");
+    assert!(
+        !text.contains("hunter2-do-not-log"),
+        "an env value in the audit trail"
+    );
+    assert!(
+        !text.contains("DATABASE_PASSWORD"),
+        "an env name in the audit trail"
+    );
+    assert!(!text.contains(&alice), "the token in the audit trail");
+}
+
+/// Health and reflection answer without credentials by default, and only with them when
+/// --auth-all-services is set.
+#[tokio::test]
+async fn health_and_reflection_are_open_unless_configured_otherwise() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let open = Secured::start(POLICY, |_| {}).await;
+    HealthClient::new(open.deployer.channel.clone())
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("health is open");
+
+    let closed = Secured::start(POLICY, |config| config.auth_all_services = true).await;
+    let refused = HealthClient::new(closed.deployer.channel.clone())
+        .check(HealthCheckRequest::default())
+        .await
+        .expect_err("health needs a token");
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let bearer = support::Bearer::new(&TestAuth::shared().tester_token());
+    HealthClient::with_interceptor(closed.deployer.channel.clone(), bearer)
+        .check(HealthCheckRequest::default())
+        .await
+        .expect("health with a token");
+}
+
+/// The plain-text health port serves health and nothing else.
+#[tokio::test]
+async fn the_health_port_serves_only_health() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let auth = TestAuth::shared();
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        health_listen: Some("127.0.0.1:0".parse().expect("an address")),
+        kubeconfig: Some(TestCluster::shared().kubeconfig.clone()),
+        ..auth.config(None, None)
+    };
+    let server = ServerTask::start(&config).await;
+    let health_addr = server.health_addr.expect("a health port");
+    let channel = Channel::from_shared(format!("http://{health_addr}"))
+        .expect("a uri")
+        .connect()
+        .await
+        .expect("connect to the health port");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let status = HealthClient::new(channel.clone())
+            .check(HealthCheckRequest::default())
+            .await
+            .expect("health answers")
+            .into_inner()
+            .status();
+        if status == tonic_health::pb::health_check_response::ServingStatus::Serving {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never SERVING");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let other = client_with_token(channel, &auth.tester_token())
+        .list_pods(list("default"))
+        .await
+        .expect_err("the deployer is not on the health port");
+    assert_eq!(other.code(), Code::Unimplemented, "{other:?}");
+    server.stop().await;
+}
+
+/// The server does not start half-secured: no TLS without --plaintext, no policy, no way to
+/// authenticate, tokens without issuer or audience, an invalid policy.
+#[tokio::test]
+async fn the_server_refuses_to_start_without_its_security_settings() {
+    let auth = TestAuth::shared();
+    let good = || Config {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        kubeconfig: Some(TestCluster::shared().kubeconfig.clone()),
+        ..auth.config(None, None)
+    };
+    let invalid_policy = auth.dir.join("invalid-policy.yaml");
+    std::fs::write(
+        &invalid_policy,
+        "rules:\n  - name: x\n    subjects: [a]\n    namespaces: [ns]\n    actions: [deploi]\n",
+    )
+    .expect("write");
+    let cases: Vec<(&str, Config)> = vec![
+        (
+            "TLS is required",
+            Config {
+                plaintext: false,
+                ..good()
+            },
+        ),
+        (
+            "--policy is required",
+            Config {
+                policy: None,
+                ..good()
+            },
+        ),
+        (
+            "no way to authenticate callers",
+            Config {
+                jwks_file: None,
+                ..good()
+            },
+        ),
+        (
+            "--jwt-issuer is required",
+            Config {
+                jwt_issuer: None,
+                ..good()
+            },
+        ),
+        (
+            "--jwt-audience is required",
+            Config {
+                jwt_audiences: vec![],
+                ..good()
+            },
+        ),
+        (
+            "policy",
+            Config {
+                policy: Some(invalid_policy),
+                ..good()
+            },
+        ),
+    ];
+    for (expected, config) in cases {
+        let error = k8s_deployer::Server::bind(&config)
+            .await
+            .expect_err(expected);
+        let text = k8s_deployer::error::chain(&error);
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    k8s_deployer::Server::bind(&good())
+        .await
+        .expect("the complete configuration starts");
+}
