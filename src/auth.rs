@@ -35,6 +35,15 @@ pub enum AuthError {
     #[error("no bearer token")]
     MissingToken,
 
+    /// A bearer token was sent to a server configured without any way to verify one.
+    #[error("this server accepts no bearer tokens")]
+    TokensNotAccepted,
+
+    /// The client certificate's `notAfter` has passed (it was valid when the connection was
+    /// made; a connection can outlive it).
+    #[error("client certificate expired")]
+    CertificateExpired,
+
     /// The `authorization` metadata is not `Bearer <token>`.
     #[error("authorization metadata is not \"Bearer <token>\"")]
     MalformedHeader,
@@ -142,6 +151,15 @@ pub fn bearer_token(header: Option<&str>) -> Result<&str, AuthError> {
         return Err(AuthError::MalformedHeader);
     }
     Ok(token)
+}
+
+impl AuthError {
+    /// Whether the failure is the server's (its signing keys cannot be loaded) rather than
+    /// the caller's credentials.
+    #[must_use]
+    pub fn is_server_side(&self) -> bool {
+        matches!(self, Self::JwksUnavailable(_) | Self::Settings(_))
+    }
 }
 
 #[cfg(test)]

@@ -156,8 +156,9 @@ pub struct Config {
     #[arg(long, env = "DEPLOYER_AUDIT_LOG", default_value_t = AuditSink::Stderr, value_name = "SINK")]
     pub audit_log: AuditSink,
 
-    /// Pod Security profile of deployed pods when neither the request, the policy nor the
-    /// namespace's `pod-security.kubernetes.io/enforce` label asks for a stricter one.
+    /// Least Pod Security profile of deployed pods: a request may ask for more, not less;
+    /// the policy's namespace setting and the namespace's `pod-security.kubernetes.io/enforce`
+    /// label may make it stricter.
     #[arg(long, env = "DEPLOYER_POD_SECURITY", default_value = "baseline", value_parser = parse_profile, value_name = "PROFILE")]
     pub pod_security: PodSecurityProfile,
 
@@ -184,7 +185,7 @@ pub struct Config {
 
     /// Seconds between heartbeats on an idle WatchStatus stream.
     #[arg(long = "heartbeat-interval", env = "DEPLOYER_HEARTBEAT_INTERVAL", default_value_t = DEFAULT_HEARTBEAT_SECS, value_name = "SECONDS",
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub heartbeat_secs: u64,
 
     /// Most WatchStatus streams served at once; more get RESOURCE_EXHAUSTED.
@@ -381,6 +382,7 @@ mod tests {
             ],
             &["k8s-deployer", "--pod-security", "privileged"],
             &["k8s-deployer", "--audit-log", ""],
+            &["k8s-deployer", "--heartbeat-interval", "100000000000"],
         ];
         for args in cases {
             assert!(

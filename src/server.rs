@@ -40,6 +40,11 @@ const READINESS_MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// deployer service.
 const HEALTH_SERVICES: [&str; 2] = ["", proto::DEPLOYER_SERVICE];
 
+/// How often an idle HTTP/2 connection is pinged.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a ping may go unanswered before the connection is closed.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An unknown key id makes the JWKS be fetched again, at most this often.
 const JWKS_MIN_REFRESH: Duration = Duration::from_secs(10);
 
@@ -83,15 +88,44 @@ fn tls_files(config: &Config) -> Result<Option<TlsFiles>> {
     }
 }
 
+/// Whether a bearer token may be sent to the JWKS `url`: over https, or plain http to a
+/// loopback address only.
+fn jwks_url_is_safe_for_a_token(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Token verification, when the configuration accepts bearer tokens.
 async fn jwt_verifier(config: &Config) -> Result<Option<JwtVerifier>> {
     let jwks = match (&config.jwks_file, &config.jwks_url) {
         (Some(path), None) => Some(JwksSource::File(path.clone())),
-        (None, Some(url)) => Some(JwksSource::Url {
-            url: url.clone(),
-            ca_file: config.jwks_ca_file.clone(),
-            token_file: config.jwks_token_file.clone(),
-        }),
+        (None, Some(url)) => {
+            if config.jwks_token_file.is_some() && !jwks_url_is_safe_for_a_token(url) {
+                return Err(Error::Configuration(format!(
+                    "--jwks-token-file would send the token in plain text to {url}: use https \
+                     (plain http only to a loopback address)"
+                )));
+            }
+            Some(JwksSource::Url {
+                url: url.clone(),
+                ca_file: config.jwks_ca_file.clone(),
+                token_file: config.jwks_token_file.clone(),
+            })
+        }
         (None, None) => None,
         (Some(_), Some(_)) => {
             return Err(Error::Configuration(
@@ -299,6 +333,9 @@ impl Server {
         let (drain_tx, drain_rx) = oneshot::channel::<()>();
         let incoming = tls::incoming(self.listener, self.tls);
         let serve = tonic::transport::Server::builder()
+            // Pings find dead peers, whose streams would otherwise hold a slot for ever.
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .layer(AuthLayer::new(self.auth))
             .add_service(health_service)
             .add_service(DeployerServiceServer::new(deployer))
@@ -501,6 +538,27 @@ impl ShutdownSignals {
         tokio::select! {
             _ = self.terminate.recv() => "SIGTERM",
             _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_goes_only_over_https_or_to_loopback() {
+        for (url, safe) in [
+            ("https://kubernetes.default.svc/openid/v1/jwks", true),
+            ("http://127.0.0.1:8080/jwks", true),
+            ("http://localhost/jwks", true),
+            ("http://[::1]:80/jwks", true),
+            ("http://issuer.example/jwks", false),
+            ("http://10.0.0.1/jwks", false),
+            ("http://127.0.0.1.evil.example/jwks", false),
+            ("ftp://127.0.0.1/jwks", false),
+        ] {
+            assert_eq!(jwks_url_is_safe_for_a_token(url), safe, "{url}");
         }
     }
 }

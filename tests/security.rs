@@ -649,6 +649,16 @@ impl Pki {
 
     /// (certificate PEM, key PEM) for a client `common_name` in `organisations`.
     fn client(&self, common_name: &str, organisations: &[&str]) -> (String, String) {
+        self.client_until(common_name, organisations, None)
+    }
+
+    /// As [`Pki::client`], valid until `not_after` when given.
+    fn client_until(
+        &self,
+        common_name: &str,
+        organisations: &[&str],
+        not_after: Option<time::OffsetDateTime>,
+    ) -> (String, String) {
         let key = rcgen::KeyPair::generate().expect("a key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params
@@ -660,6 +670,10 @@ impl Pki {
                 .push(rcgen::DnType::OrganizationName, *organisation);
         }
         params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        if let Some(not_after) = not_after {
+            params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+            params.not_after = not_after;
+        }
         let cert = params.signed_by(&key, &self.issuer).expect("signed");
         (cert.pem(), key.serialize_pem())
     }
@@ -780,6 +794,38 @@ async fn tls_is_required_and_client_certificates_identify_callers() {
         .await
         .expect_err("no rule for someone-else");
     assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+
+    // A certificate that expires while its connection stays open: refused from then on,
+    // although the handshake accepted it.
+    let expiring = client_pki.client_until(
+        "cert-client",
+        &[],
+        Some(time::OffsetDateTime::now_utc() + time::Duration::seconds(3)),
+    );
+    let channel = Endpoint::from_shared(format!("https://{addr}"))
+        .expect("a uri")
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&server_pki.ca_pem))
+                .domain_name("localhost")
+                .identity(Identity::from_pem(&expiring.0, &expiring.1)),
+        )
+        .expect("a TLS config")
+        .connect()
+        .await
+        .expect("connect while the certificate is valid");
+    let mut on_one_connection = pb::deployer_service_client::DeployerServiceClient::new(channel);
+    on_one_connection
+        .list_pods(list("default"))
+        .await
+        .expect("valid now");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let expired = on_one_connection
+        .list_pods(list("default"))
+        .await
+        .expect_err("expired since");
+    assert_eq!(expired.code(), Code::Unauthenticated, "{expired:?}");
+    assert!(expired.message().contains("expired"), "{expired:?}");
 
     // The same name from a CA the server does not trust: the handshake fails.
     let rogue = rogue_pki.client("cert-client", &[]);
@@ -1120,4 +1166,32 @@ async fn the_server_refuses_to_start_without_its_security_settings() {
     k8s_deployer::Server::bind(&good())
         .await
         .expect("the complete configuration starts");
+}
+
+/// The operator's profile is a floor: a request for less than `--pod-security` (or the
+/// policy's namespace setting) is PERMISSION_DENIED, before anything is created.
+#[tokio::test]
+async fn a_request_cannot_weaken_the_operators_pod_security() {
+    let admin = TestCluster::shared().client().await;
+    let namespace = create_namespace(&admin, "sec-floor", &[]).await;
+    let server = Secured::start(POLICY, |config| {
+        config.pod_security = k8s_deployer::domain::spec::PodSecurityProfile::Restricted;
+    })
+    .await;
+    let mut client = server.client(&TestAuth::shared().tester_token());
+    let mut weaker = deploy_request(&namespace, "nginx:1.27");
+    weaker.pod_security = pb::PodSecurity::Baseline.into();
+    let refused = client.deploy(weaker).await.expect_err("below the floor");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("pod_security"), "{refused:?}");
+    assert!(
+        pods_in(&admin, &namespace).await.is_empty(),
+        "nothing is created"
+    );
+    let deployed = client
+        .deploy(deploy_request(&namespace, "nginx:1.27"))
+        .await
+        .expect("the floor applies")
+        .into_inner();
+    assert_eq!(deployed.pod_security(), pb::PodSecurity::Restricted);
 }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::audit::{AuditEvent, AuditLog, AuditSubject};
 use crate::auth::{AuthError, JwtVerifier, bearer_token, caller_from_certificate};
@@ -20,6 +20,9 @@ const OPEN_SERVICES: [&str; 3] = [
     "/grpc.reflection.v1.ServerReflection/",
     "/grpc.reflection.v1alpha.ServerReflection/",
 ];
+
+/// Longest part of a refused request's path that is logged and audited.
+const MAX_LOGGED_METHOD: usize = 128;
 
 /// How callers prove who they are.
 #[derive(Debug)]
@@ -71,15 +74,19 @@ impl Authenticator {
             let token = bearer_token(Some(header))?;
             return match &self.jwt {
                 Some(jwt) => jwt.verify(token).await,
-                None => Err(AuthError::AlgorithmNotAllowed(
-                    "any: this server accepts no bearer tokens".to_owned(),
-                )),
+                None => Err(AuthError::TokensNotAccepted),
             };
         }
         if self.client_certificates
             && let Some(certificate) = peer.and_then(|p| p.client_certificate.as_ref())
         {
-            return caller_from_certificate(certificate);
+            let caller = caller_from_certificate(certificate)?;
+            // The handshake checked the certificate when the connection was made; a
+            // long-lived connection can outlive it.
+            if caller.expires_at.is_some_and(|at| at <= SystemTime::now()) {
+                return Err(AuthError::CertificateExpired);
+            }
+            return Ok(caller);
         }
         Err(AuthError::MissingToken)
     }
@@ -152,20 +159,38 @@ where
                     inner.call(request).await
                 }
                 Err(error) => {
-                    let method = request.uri().path().trim_start_matches('/');
+                    // The path is the caller's: keep a bounded, printable part of it.
+                    let method: String = request
+                        .uri()
+                        .path()
+                        .trim_start_matches('/')
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(MAX_LOGGED_METHOD)
+                        .collect();
                     let remote = peer.as_ref().and_then(|p| p.remote_addr);
                     let reason = error.to_string();
-                    tracing::info!(method, remote = ?remote, %reason, "unauthenticated call refused");
+                    // When the server cannot load its keys, the caller's token may be fine:
+                    // UNAVAILABLE (retry), and no detail of our configuration.
+                    let status = if error.is_server_side() {
+                        tracing::error!(method, remote = ?remote, %reason, "cannot verify tokens");
+                        tonic::Status::unavailable(
+                            "the token signing keys are unavailable, retry later",
+                        )
+                    } else {
+                        tracing::info!(method, remote = ?remote, %reason, "unauthenticated call refused");
+                        tonic::Status::unauthenticated(reason.clone())
+                    };
                     auth.audit.record(&AuditEvent {
                         caller: None,
                         source: remote,
-                        method,
+                        method: &method,
                         subject: &AuditSubject::default(),
-                        code: tonic::Code::Unauthenticated,
+                        code: status.code(),
                         reason: &reason,
                         latency: started.elapsed(),
                     });
-                    Ok(tonic::Status::unauthenticated(reason).into_http())
+                    Ok(status.into_http())
                 }
             }
         })

@@ -207,28 +207,35 @@ impl PodSecurityProfile {
     }
 }
 
-/// The profile a pod gets: the one the request asks for; otherwise the strictest of the
-/// service's default, the policy's setting for the namespace, and the level the namespace's
-/// `pod-security.kubernetes.io/enforce` label enforces (so that PodSecurity admits the pod).
+/// The profile a pod gets, or the floor a request asked to go below.
 ///
-/// A request may ask for a weaker profile than the namespace enforces: it is sent as asked,
-/// and the namespace's PodSecurity admission rejects it, which the caller sees.
-#[must_use]
+/// The operator's settings are a floor: the service's default and the policy's setting for
+/// the namespace. A request may ask for more than the floor, never less (`Err(floor)`).
+/// Without a request, the pod gets the strictest of the floor and the level the namespace's
+/// `pod-security.kubernetes.io/enforce` label enforces, so that PodSecurity admits it.
+///
+/// A request may ask for less than the namespace's label enforces (but not less than the
+/// floor): it is sent as asked, and the namespace's PodSecurity admission rejects it, which
+/// the caller sees with the admission's reason.
+///
+/// # Errors
+///
+/// The floor, when the request asks for less.
 pub fn resolve_profile(
     requested: Option<PodSecurityProfile>,
     default: PodSecurityProfile,
     policy: Option<PodSecurityProfile>,
     namespace_enforce: Option<&str>,
-) -> PodSecurityProfile {
-    if let Some(requested) = requested {
-        return requested;
+) -> Result<PodSecurityProfile, PodSecurityProfile> {
+    let floor = policy.map_or(default, |policy| policy.max(default));
+    match requested {
+        Some(requested) if requested < floor => Err(floor),
+        Some(requested) => Ok(requested),
+        // "privileged" (or no label) enforces nothing beyond what every profile already does.
+        None => Ok(namespace_enforce
+            .and_then(PodSecurityProfile::parse)
+            .map_or(floor, |enforced| enforced.max(floor))),
     }
-    // "privileged" (or no label) enforces nothing beyond what every profile already does.
-    let enforced = namespace_enforce.and_then(PodSecurityProfile::parse);
-    [policy, enforced]
-        .into_iter()
-        .flatten()
-        .fold(default, Ord::max)
 }
 
 /// CPU request of a container that asks for no CPU.
@@ -282,7 +289,7 @@ mod tests {
         PodSecurityProfile,
         Option<PodSecurityProfile>,
         Option<&'static str>,
-        PodSecurityProfile,
+        Result<PodSecurityProfile, PodSecurityProfile>,
     );
     type Pairs = &'static [(&'static str, &'static str)];
 
@@ -291,17 +298,20 @@ mod tests {
         #[rustfmt::skip]
         let cases: &[ProfileCase] = &[
             // requested, default,  policy,           label,              result
-            (None,             Baseline,   None,             None,               Baseline),
-            (None,             Restricted, None,             None,               Restricted),
-            (None,             Baseline,   Some(Restricted), None,               Restricted),
-            (None,             Baseline,   None,             Some("restricted"), Restricted),
-            (None,             Baseline,   None,             Some("baseline"),   Baseline),
-            (None,             Baseline,   None,             Some("privileged"), Baseline),
-            (None,             Restricted, Some(Baseline),   Some("privileged"), Restricted),
-            (None,             Baseline,   None,             Some("nonsense"),   Baseline),
-            // The request wins, even when weaker: PodSecurity then has the last word.
-            (Some(Baseline),   Restricted, Some(Restricted), Some("restricted"), Baseline),
-            (Some(Restricted), Baseline,   None,             None,               Restricted),
+            (None,             Baseline,   None,             None,               Ok(Baseline)),
+            (None,             Restricted, None,             None,               Ok(Restricted)),
+            (None,             Baseline,   Some(Restricted), None,               Ok(Restricted)),
+            (None,             Baseline,   None,             Some("restricted"), Ok(Restricted)),
+            (None,             Baseline,   None,             Some("baseline"),   Ok(Baseline)),
+            (None,             Baseline,   None,             Some("privileged"), Ok(Baseline)),
+            (None,             Restricted, Some(Baseline),   Some("privileged"), Ok(Restricted)),
+            (None,             Baseline,   None,             Some("nonsense"),   Ok(Baseline)),
+            (Some(Restricted), Baseline,   None,             None,               Ok(Restricted)),
+            // Below the namespace's label but not the floor: sent, PodSecurity decides.
+            (Some(Baseline),   Baseline,   None,             Some("restricted"), Ok(Baseline)),
+            // Below the operator's floor: refused.
+            (Some(Baseline),   Restricted, None,             None,               Err(Restricted)),
+            (Some(Baseline),   Baseline,   Some(Restricted), Some("restricted"), Err(Restricted)),
         ];
         for (requested, default, policy, label, expected) in cases {
             assert_eq!(

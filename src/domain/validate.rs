@@ -192,6 +192,14 @@ fn check_labels(violations: &mut Violations, labels: &BTreeMap<String, String>) 
     }
 }
 
+/// Annotation prefixes that the kubelet or the API server still read as security settings:
+/// a caller could undo the hardening with them (an unconfined AppArmor or seccomp profile).
+const SECURITY_ANNOTATION_PREFIXES: [&str; 3] = [
+    "container.apparmor.security.beta.kubernetes.io/",
+    "seccomp.security.alpha.kubernetes.io/",
+    "container.seccomp.security.alpha.kubernetes.io/",
+];
+
 fn check_annotations(violations: &mut Violations, annotations: &BTreeMap<String, String>) {
     let mut total = 0usize;
     for (key, value) in annotations {
@@ -203,6 +211,17 @@ fn check_annotations(violations: &mut Violations, annotations: &BTreeMap<String,
             violations.push(
                 &field,
                 format!("key {key:?} is reserved for k8s-deployer (keys under {RESERVED_PREFIX})"),
+            );
+        } else if let Some(prefix) = SECURITY_ANNOTATION_PREFIXES
+            .iter()
+            .find(|prefix| key.to_ascii_lowercase().starts_with(*prefix))
+        {
+            violations.push(
+                &field,
+                format!(
+                    "key {key:?} would change the pod's security profile (keys under {prefix} \
+                     are refused: the pod's hardening is the service's to decide)"
+                ),
             );
         }
     }
@@ -487,6 +506,10 @@ mod tests {
              "is not a valid annotation key"),
             ("reserved annotation", |i| i.annotations = map(&[("K8s-Deployer.io/image", "x")]),
              "annotations[\"K8s-Deployer.io/image\"]", "is reserved for k8s-deployer"),
+            ("apparmor annotation", |i| i.annotations = map(&[("container.apparmor.security.beta.kubernetes.io/app", "unconfined")]),
+             "annotations[\"container.apparmor.security.beta.kubernetes.io/app\"]", "would change the pod's security profile"),
+            ("seccomp annotation", |i| i.annotations = map(&[("seccomp.security.alpha.kubernetes.io/pod", "unconfined")]),
+             "annotations[\"seccomp.security.alpha.kubernetes.io/pod\"]", "would change the pod's security profile"),
             ("annotations too large", |i| i.annotations = map(&[("big", &"x".repeat(256 * 1024))]),
              "annotations", "must be at most 256 KiB (262144 bytes), not 262147 bytes"),
             ("env name missing", |i| i.env = vec![env("")], "env[0].name", "is required"),

@@ -51,6 +51,27 @@ impl DeployerService {
         self.authorize(caller, Action::Deploy, &spec.namespace)?;
         self.check_image(&spec.image)?;
 
+        // The operator's floor is checked before anything reaches the API server.
+        let (requested, namespace) = (spec.pod_security, spec.namespace.clone());
+        let policy_profile = self.policy.pod_security(&namespace);
+        let profile_for = |enforced: Option<&str>| {
+            resolve_profile(
+                requested,
+                self.settings.pod_security,
+                policy_profile,
+                enforced,
+            )
+            .map_err(|floor| {
+                Error::Forbidden(format!(
+                    "pod_security: {} is weaker than {}, the least this server allows in \
+                         namespace {namespace:?}",
+                    requested.map_or("unspecified", |p| p.as_str()),
+                    floor.as_str(),
+                ))
+            })
+        };
+        profile_for(None)?;
+
         if let Some(existing) = self.previous_attempt(&spec).await? {
             spec.name.clone_from(&existing.name);
             return self.answer(&spec, existing, false, deadline).await;
@@ -58,12 +79,7 @@ impl DeployerService {
 
         // Reading the namespace also tells a missing namespace apart before anything else.
         let enforced = self.pods.pod_security_enforced(&spec.namespace).await?;
-        let profile = resolve_profile(
-            spec.pod_security,
-            self.settings.pod_security,
-            self.policy.pod_security(&spec.namespace),
-            enforced.as_deref(),
-        );
+        let profile = profile_for(enforced.as_deref())?;
 
         // Subscribe before creating, so that the wait sees every change from the first.
         let waiting = spec.wait.is_some() && !spec.dry_run;

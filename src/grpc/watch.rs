@@ -50,7 +50,7 @@ impl DeployerService {
             heartbeat: self.settings.heartbeat,
             sequence: 0,
             health: BTreeMap::new(),
-            expires_at: expires_at.map(instant_of),
+            expires_at: expires_at.and_then(instant_of),
             tx,
             _permit: permit,
         };
@@ -64,10 +64,13 @@ impl DeployerService {
     }
 }
 
-/// The tokio instant of a wall-clock time (now, if it is past).
-fn instant_of(time: SystemTime) -> Instant {
+/// How long the expiry status waits for room in a stream whose caller is not reading.
+const EXPIRY_NOTICE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The tokio instant of a wall-clock time (now, if it is past; none, if too far to count).
+fn instant_of(time: SystemTime) -> Option<Instant> {
     let left = time.duration_since(SystemTime::now()).unwrap_or_default();
-    Instant::now() + left
+    Instant::now().checked_add(left)
 }
 
 /// Completes at `at`; never when there is no expiry.
@@ -104,7 +107,16 @@ impl StatusStream {
             tokio::time::interval_at(tokio::time::Instant::now() + self.heartbeat, self.heartbeat);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let outcome = loop {
+            // Biased: an expired credential, a shutdown or a departed caller is acted on before
+            // any further update is sent.
             let step = tokio::select! {
+                biased;
+                () = expiry(self.expires_at) => self.expired().await,
+                () = async {
+                    // The guard this returns must not live across the next await.
+                    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
+                } => self.end(pb::EndReason::ServerShutdown, "the server is shutting down").await,
+                () = self.tx.closed() => Err(Stop::CallerGone),
                 update = subscription.updates.recv() => match update {
                     Some(update) => self.forward(update).await,
                     None => self.end(pb::EndReason::ServerShutdown, "the server is shutting down").await,
@@ -113,12 +125,6 @@ impl StatusStream {
                     let time = crate::grpc::convert::timestamp(Some(jiff::Timestamp::now()));
                     self.send(pb::watch_status_response::Kind::Heartbeat(pb::Heartbeat { time })).await
                 },
-                () = async {
-                    // The guard this returns must not live across the next await.
-                    let _ = shutdown.wait_for(|stop| *stop).await.map(|_| ());
-                } => self.end(pb::EndReason::ServerShutdown, "the server is shutting down").await,
-                () = self.tx.closed() => Err(Stop::CallerGone),
-                () = expiry(self.expires_at) => self.expired().await,
             };
             heartbeat.reset();
             if let Err(stop) = step {
@@ -140,10 +146,13 @@ impl StatusStream {
             sequence: self.sequence,
             kind: Some(kind),
         };
-        self.tx
-            .send(Ok(message))
-            .await
-            .map_err(|_| Stop::CallerGone)
+        // A caller that stops reading must not keep its stream past its credential's expiry.
+        tokio::select! {
+            biased;
+            sent = self.tx.send(Ok(message)) => return sent.map_err(|_| Stop::CallerGone),
+            () = expiry(self.expires_at) => {}
+        }
+        self.expired().await
     }
 
     /// The caller's credential expired: end with UNAUTHENTICATED, as a new call would get.
@@ -153,7 +162,8 @@ impl StatusStream {
             "credential expired: ending the stream"
         );
         let status = Status::unauthenticated("the credential expired while the stream was open");
-        let _ = self.tx.send(Err(status)).await;
+        // A caller that is not reading gets a moment for the status, then the stream closes.
+        let _ = tokio::time::timeout(EXPIRY_NOTICE, self.tx.send(Err(status))).await;
         Err(Stop::Ended)
     }
 

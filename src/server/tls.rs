@@ -20,7 +20,7 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -33,6 +33,9 @@ use crate::{Error, Result};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accepted connections waiting for the server to take them.
 const ACCEPT_BUFFER: usize = 64;
+/// TLS handshakes in progress at once; more connections wait to be accepted, so that a flood
+/// of slow handshakes cannot take unbounded memory.
+const MAX_HANDSHAKES: usize = 256;
 
 /// The files of the server's TLS identity, and the CA of client certificates for mutual TLS.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,7 +284,16 @@ async fn accept_loop(
 ) {
     // Handshakes in progress; aborted when this task ends.
     let mut handshakes = JoinSet::new();
+    let handshake_permits = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
+        // With TLS, a connection is accepted only once a handshake may start.
+        let permit = match &tls {
+            Some(_) => tokio::select! {
+                permit = Arc::clone(&handshake_permits).acquire_owned() => permit.ok(),
+                () = tx.closed() => break,
+            },
+            None => None,
+        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = tx.closed() => break,
@@ -308,6 +320,7 @@ async fn accept_loop(
                 let tx = tx.clone();
                 handshakes.spawn(
                     async move {
+                        let _permit = permit;
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => {
                                 let _ = tx.send(Ok(Conn::Tls(Box::new(stream)))).await;
