@@ -50,6 +50,12 @@ pub struct Config {
     #[arg(long, env = "DEPLOYER_HEALTH_LISTEN", value_name = "ADDR")]
     pub health_listen: Option<SocketAddr>,
 
+    /// Address of the prototype's HTTP API (`POST /deploy`, `GET /status/{ns}/{pod}`,
+    /// `GET /watch/{ns}/{pod}` as Server-Sent Events, `GET /openapi.json`), with the same
+    /// TLS, authentication, policy and audit as gRPC. Unset: not served.
+    #[arg(long, env = "DEPLOYER_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
+
     /// TLS certificate chain (PEM) of the gRPC server. Reloaded when the file changes.
     #[arg(
         long,
@@ -231,6 +237,7 @@ impl Default for Config {
         Self {
             listen: DEFAULT_LISTEN,
             health_listen: None,
+            http_listen: None,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -397,6 +404,7 @@ mod tests {
         let expected = [
             ("listen", "DEPLOYER_LISTEN"),
             ("health_listen", "DEPLOYER_HEALTH_LISTEN"),
+            ("http_listen", "DEPLOYER_HTTP_LISTEN"),
             ("tls_cert", "DEPLOYER_TLS_CERT"),
             ("tls_key", "DEPLOYER_TLS_KEY"),
             ("tls_client_ca", "DEPLOYER_TLS_CLIENT_CA"),

@@ -18,6 +18,7 @@
 //!   layer that authenticates every request;
 //! - [`policy`]: what a caller may do where, and which images may run (the policy file);
 //! - [`audit`]: one audit record per call, to its own sink;
+//! - [`http`]: the prototype's HTTP API, an adapter over the gRPC service;
 //! - [`server`]: bootstrap, TLS, health, reflection and graceful shutdown.
 //!
 //! Integration tests start the server in-process:
@@ -54,6 +55,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod http;
 pub mod hub;
 pub mod k8s;
 pub mod policy;

@@ -53,6 +53,7 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     health_listener: Option<TcpListener>,
+    http_listener: Option<TcpListener>,
     tls: Option<Arc<TlsSource>>,
     auth: Arc<Authenticator>,
     policy: Arc<Policy>,
@@ -228,10 +229,15 @@ impl Server {
             Some(addr) => Some(bind(addr).await?.0),
             None => None,
         };
+        let http_listener = match config.http_listen {
+            Some(addr) => Some(bind(addr).await?.0),
+            None => None,
+        };
         Ok(Self {
             listener,
             local_addr,
             health_listener,
+            http_listener,
             tls,
             auth,
             policy,
@@ -245,6 +251,14 @@ impl Server {
                 pod_security: config.pod_security,
             },
         })
+    }
+
+    /// The address of the HTTP API, when one is configured.
+    #[must_use]
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The address of the plain-text health port, when one is configured.
@@ -330,6 +344,33 @@ impl Server {
             )
         });
 
+        // The prototype's HTTP API, over the same service, with the same TLS and callers.
+        let (http_drain_tx, http_drain_rx) = oneshot::channel::<()>();
+        let http_api = match self.http_listener {
+            Some(listener) => {
+                let local = listener.local_addr().map_err(|source| Error::Bind {
+                    addr: self.local_addr,
+                    source,
+                })?;
+                let router = crate::http::router(deployer.clone(), Arc::clone(&self.auth));
+                let incoming = tls::incoming(listener, self.tls.clone());
+                Some(tokio::spawn(
+                    async move {
+                        let drained = async move {
+                            let _ = http_drain_rx.await;
+                        };
+                        if let Err(error) =
+                            crate::http::serve(incoming, local, router, drained).await
+                        {
+                            tracing::error!(%error, "the HTTP API failed");
+                        }
+                    }
+                    .instrument(tracing::info_span!("http_api")),
+                ))
+            }
+            None => None,
+        };
+
         let (drain_tx, drain_rx) = oneshot::channel::<()>();
         let incoming = tls::incoming(self.listener, self.tls);
         let serve = tonic::transport::Server::builder()
@@ -355,6 +396,7 @@ impl Server {
             let _ = stop_tx.send(true);
             stop_readiness(readiness).await;
             let _ = health_drain_tx.send(());
+            let _ = http_drain_tx.send(());
             return result.map_err(Error::Transport);
         }
 
@@ -375,6 +417,18 @@ impl Server {
                 timeout = ?self.shutdown_timeout,
                 "open calls did not finish in time: closing their connections"
             ),
+        }
+        let _ = http_drain_tx.send(());
+        if let Some(task) = http_api {
+            // Open SSE watches have ended with the streams; a caller still holding one past
+            // the timeout is cut.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(self.shutdown_timeout, task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
         let _ = health_drain_tx.send(());
         if let Some(task) = health_only {

@@ -9,9 +9,11 @@ use std::time::Duration;
 use k8s_deployer::Config;
 use k8s_deployer::proto::deployer::v1 as pb;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use pb::watch_status_response::Kind;
-use support::{RunningDeployer, TestCluster, WAIT, create_namespace, pod, service_account_token};
+use support::{
+    RunningDeployer, TestCluster, WAIT, create_namespace, pod, pods_in, service_account_token,
+};
 
 use tonic::{Code, Streaming};
 
@@ -120,14 +122,6 @@ fn end_of(messages: &[pb::WatchStatusResponse]) -> pb::EndReason {
         Some(Kind::End(end)) => end.reason(),
         other => panic!("the stream's last message is not an end: {other:?}"),
     }
-}
-
-async fn pods_in(admin: &kube::Client, namespace: &str) -> Vec<Pod> {
-    Api::<Pod>::namespaced(admin.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-        .expect("list pods")
-        .items
 }
 
 #[tokio::test]

@@ -11,10 +11,10 @@ use std::time::Duration;
 use k8s_deployer::Config;
 use k8s_deployer::proto::deployer::v1 as pb;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use support::{
-    DeployerClient, RunningDeployer, TestAuth, TestCluster, WAIT, client_with_token,
-    create_namespace, es256_key, now_secs, unique,
+    DeployerClient, RunningDeployer, ServerTask, TestAuth, TestCluster, WAIT, client_with_token,
+    create_namespace, es256_key, now_secs, pods_in, unique,
 };
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -101,14 +101,6 @@ fn deploy_request(namespace: &str, image: &str) -> pb::DeployRequest {
         namespace: namespace.to_owned(),
         ..pb::DeployRequest::default()
     }
-}
-
-async fn pods_in(admin: &kube::Client, namespace: &str) -> Vec<Pod> {
-    Api::<Pod>::namespaced(admin.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-        .expect("list pods")
-        .items
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -574,41 +566,6 @@ async fn a_stream_ends_with_unauthenticated_when_its_token_expires() {
     .expect("the stream ends");
     let status = ended.expect_err("it ends with an error status");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-}
-
-/// A server this test binds and runs itself, for configurations RunningDeployer does not
-/// cover (TLS, a health port).
-struct ServerTask {
-    addr: std::net::SocketAddr,
-    health_addr: Option<std::net::SocketAddr>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    running: tokio::task::JoinHandle<k8s_deployer::Result<()>>,
-}
-
-impl ServerTask {
-    async fn start(config: &Config) -> ServerTask {
-        let server = k8s_deployer::Server::bind(config).await.expect("bind");
-        let (addr, health_addr) = (server.local_addr(), server.health_addr());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
-        ServerTask {
-            addr,
-            health_addr,
-            stop,
-            running,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.running)
-            .await
-            .expect("the server stops")
-            .expect("the server task")
-            .expect("a clean stop");
-    }
 }
 
 /// Certificates for the TLS test: a CA, the server's certificate for localhost and

@@ -233,6 +233,15 @@ pub async fn create_pod_in_new_namespace(
     (ns, pods)
 }
 
+/// The pods of a namespace, as the admin sees them.
+pub async fn pods_in(admin: &Client, namespace: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(admin.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("list pods")
+        .items
+}
+
 /// A pod with one container named `app` running `image`.
 pub fn pod(name: &str, image: &str) -> Pod {
     serde_json::from_value(serde_json::json!({
@@ -441,6 +450,52 @@ impl Drop for RunningDeployer {
         if let Some(task) = &self.task {
             task.abort();
         }
+    }
+}
+
+/// A server a test binds and runs itself, for configurations RunningDeployer does not cover
+/// (TLS, a health port, the HTTP API): its addresses, and a way to stop it.
+pub struct ServerTask {
+    /// The gRPC address.
+    pub addr: std::net::SocketAddr,
+    /// The plain-text health port, if configured.
+    pub health_addr: Option<std::net::SocketAddr>,
+    /// The HTTP API, if configured.
+    pub http_addr: Option<std::net::SocketAddr>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    running: tokio::task::JoinHandle<k8s_deployer::Result<()>>,
+}
+
+impl ServerTask {
+    /// Binds and runs a server with `config` as it is.
+    pub async fn start(config: &k8s_deployer::Config) -> ServerTask {
+        let server = k8s_deployer::Server::bind(config).await.expect("bind");
+        let (addr, health_addr, http_addr) = (
+            server.local_addr(),
+            server.health_addr(),
+            server.http_addr(),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        ServerTask {
+            addr,
+            health_addr,
+            http_addr,
+            stop,
+            running,
+        }
+    }
+
+    /// Begins the graceful shutdown and waits for it to end cleanly.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(WAIT, self.running)
+            .await
+            .expect("the server stops")
+            .expect("the server task")
+            .expect("a clean stop");
     }
 }
 

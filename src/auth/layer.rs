@@ -54,6 +54,43 @@ impl Authenticator {
         }
     }
 
+    /// Accounts for a refused authentication (one log line, one audit record) and returns
+    /// what the caller is told: UNAUTHENTICATED with the reason, or UNAVAILABLE when the
+    /// server cannot load its keys (the token may be fine; no detail of our configuration).
+    pub fn refuse(
+        &self,
+        path: &str,
+        remote: Option<std::net::SocketAddr>,
+        error: &AuthError,
+        started: Instant,
+    ) -> tonic::Status {
+        // The path is the caller's: keep a bounded, printable part of it.
+        let method: String = path
+            .trim_start_matches('/')
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_LOGGED_METHOD)
+            .collect();
+        let reason = error.to_string();
+        let status = if error.is_server_side() {
+            tracing::error!(method, remote = ?remote, %reason, "cannot verify tokens");
+            tonic::Status::unavailable("the token signing keys are unavailable, retry later")
+        } else {
+            tracing::info!(method, remote = ?remote, %reason, "unauthenticated call refused");
+            tonic::Status::unauthenticated(reason.clone())
+        };
+        self.audit.record(&AuditEvent {
+            caller: None,
+            source: remote,
+            method: &method,
+            subject: &AuditSubject::default(),
+            code: status.code(),
+            reason: &reason,
+            latency: started.elapsed(),
+        });
+        status
+    }
+
     fn is_open(&self, path: &str) -> bool {
         !self.all_services && OPEN_SERVICES.iter().any(|open| path.starts_with(open))
     }
@@ -159,37 +196,8 @@ where
                     inner.call(request).await
                 }
                 Err(error) => {
-                    // The path is the caller's: keep a bounded, printable part of it.
-                    let method: String = request
-                        .uri()
-                        .path()
-                        .trim_start_matches('/')
-                        .chars()
-                        .filter(|c| !c.is_control())
-                        .take(MAX_LOGGED_METHOD)
-                        .collect();
                     let remote = peer.as_ref().and_then(|p| p.remote_addr);
-                    let reason = error.to_string();
-                    // When the server cannot load its keys, the caller's token may be fine:
-                    // UNAVAILABLE (retry), and no detail of our configuration.
-                    let status = if error.is_server_side() {
-                        tracing::error!(method, remote = ?remote, %reason, "cannot verify tokens");
-                        tonic::Status::unavailable(
-                            "the token signing keys are unavailable, retry later",
-                        )
-                    } else {
-                        tracing::info!(method, remote = ?remote, %reason, "unauthenticated call refused");
-                        tonic::Status::unauthenticated(reason.clone())
-                    };
-                    auth.audit.record(&AuditEvent {
-                        caller: None,
-                        source: remote,
-                        method: &method,
-                        subject: &AuditSubject::default(),
-                        code: status.code(),
-                        reason: &reason,
-                        latency: started.elapsed(),
-                    });
+                    let status = auth.refuse(request.uri().path(), remote, &error, started);
                     Ok(status.into_http())
                 }
             }
