@@ -1,0 +1,991 @@
+//! What deployctl shows, in three modes:
+//!
+//! - live (stdout is a terminal, `--output auto`): a spinner line showing the pod's phase,
+//!   health, reason, container state and the latest Event, a history line above it per
+//!   change of health and per Warning event, and a ✓/✗ summary line at the end;
+//! - plain (stdout is not a terminal, or `--output plain`): one line per status change or
+//!   event, prefixed with the seconds since the command started, then the summary;
+//! - json (`--output json`): one JSON object per line, each with a `type`; the last is always
+//!   the `result`. Field names are stable: see [`PodJson`], [`EventJson`], [`ResultJson`].
+//!
+//! Errors go to stderr in every mode, as `deployctl: CODE: message`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
+use std::time::{Duration, Instant};
+
+use console::{Style, style};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use k8s_deployer::proto::deployer::v1 as pb;
+use pb::container_state::State;
+use serde::Serialize;
+
+use crate::args::OutputFormat;
+use crate::exit::{self, Failure, code_name};
+
+/// How a command ended well.
+#[derive(Debug, Default)]
+pub(crate) struct Success {
+    /// The summary line, if the command has one (✓ ... in live mode).
+    pub(crate) summary: Option<String>,
+    /// The pod concerned, in its last known state.
+    pub(crate) pod: Option<pb::PodStatus>,
+}
+
+/// The three ways of showing things.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Spinner and colours on a terminal.
+    Live,
+    /// One line per change.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Mode {
+    /// The mode for `--output`, given whether stdout is a terminal.
+    pub(crate) fn choose(format: OutputFormat, stdout_is_terminal: bool) -> Mode {
+        match format {
+            OutputFormat::Auto if stdout_is_terminal => Mode::Live,
+            OutputFormat::Auto | OutputFormat::Plain => Mode::Plain,
+            OutputFormat::Json => Mode::Json,
+        }
+    }
+}
+
+/// The renderer of one command's output.
+pub(crate) struct Output {
+    mode: Mode,
+    started: Instant,
+    bar: Option<ProgressBar>,
+    /// What the status line waits for before any pod is known.
+    target: String,
+    /// The latest status of each watched pod, by name.
+    pods: BTreeMap<String, pb::PodStatus>,
+    /// The last line shown per pod (plain) or its last (health, reason) (live), so that a
+    /// change that shows nothing new prints nothing.
+    shown: HashMap<String, String>,
+    /// The latest Event, for the status line.
+    latest_event: Option<String>,
+    /// This command created the pod it follows (so "not found yet" is old news).
+    deployed: bool,
+}
+
+impl Output {
+    /// A renderer in `mode`, its clock started now.
+    pub(crate) fn new(mode: Mode) -> Output {
+        Output {
+            mode,
+            started: Instant::now(),
+            bar: None,
+            target: String::new(),
+            pods: BTreeMap::new(),
+            shown: HashMap::new(),
+            latest_event: None,
+            deployed: false,
+        }
+    }
+
+    /// Time since the command started.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Deploy answered.
+    pub(crate) fn deployed(&mut self, response: &pb::DeployResponse, dry_run: bool) {
+        let Some(pod) = &response.pod else { return };
+        self.deployed = true;
+        let profile = enum_name(
+            pb::PodSecurity::try_from(response.pod_security)
+                .map_or("POD_SECURITY_UNSPECIFIED", |p| p.as_str_name()),
+            "POD_SECURITY_",
+        )
+        .to_lowercase();
+        let what = if dry_run {
+            "dry run: would create"
+        } else if response.created {
+            "created"
+        } else {
+            "found (same request_id)"
+        };
+        match self.mode {
+            Mode::Json => self.record(
+                "deployed",
+                None,
+                DeployedBody {
+                    created: response.created,
+                    dry_run,
+                    pod_security: profile,
+                    pod: PodJson::from(pod),
+                },
+            ),
+            Mode::Plain => self.line(&format!(
+                "{what:<8} {}/{}  {}  pod security {profile}",
+                pod.namespace, pod.name, pod.image
+            )),
+            Mode::Live => {
+                self.target = pod.name.clone();
+                self.history(&format!(
+                    "{} {what} pod {}/{} ({}, pod security {profile})",
+                    style("✓").green(),
+                    pod.namespace,
+                    style(&pod.name).bold(),
+                    pod.image
+                ));
+            }
+        }
+    }
+
+    /// A stream is about to be followed; `target` says what for the status line.
+    pub(crate) fn following(&mut self, target: &str) {
+        self.target = target.to_owned();
+        if self.mode == Mode::Live {
+            self.refresh();
+        }
+    }
+
+    /// A snapshot (first message) or resync (full state after a gap).
+    pub(crate) fn snapshot(&mut self, sequence: u64, snapshot: &pb::Snapshot, resync: bool) {
+        let kind = if resync { "resync" } else { "snapshot" };
+        if self.mode == Mode::Json {
+            self.record(
+                kind,
+                Some(sequence),
+                SnapshotBody {
+                    not_found: snapshot.not_found,
+                    pods: snapshot.pods.iter().map(PodJson::from).collect(),
+                },
+            );
+        }
+        let gone: Vec<String> = self
+            .pods
+            .keys()
+            .filter(|name| !snapshot.pods.iter().any(|p| &p.name == *name))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.pods.remove(&name);
+            self.shown.remove(&name);
+        }
+        if snapshot.not_found && self.mode == Mode::Plain && !self.deployed {
+            self.line(&format!(
+                "{kind:<8} {} does not exist yet; waiting for it",
+                self.target
+            ));
+        }
+        for pod in &snapshot.pods {
+            self.show_pod(pod, "pod");
+        }
+        self.refresh();
+    }
+
+    /// A pod was created or changed.
+    pub(crate) fn pod(&mut self, sequence: u64, pod: &pb::PodStatus) {
+        if self.mode == Mode::Json {
+            self.record("pod", Some(sequence), PodBody::from(pod));
+        }
+        self.show_pod(pod, "pod");
+        self.refresh();
+    }
+
+    /// A pod is gone.
+    pub(crate) fn deleted(&mut self, sequence: u64, pod: &pb::PodStatus) {
+        if self.mode == Mode::Json {
+            self.record("deleted", Some(sequence), PodBody::from(pod));
+        }
+        self.show_pod(pod, "deleted");
+        self.pods.remove(&pod.name);
+        self.refresh();
+    }
+
+    /// A Kubernetes Event about a watched pod.
+    pub(crate) fn event(&mut self, sequence: u64, event: &pb::PodEvent) {
+        let count = if event.count > 1 {
+            format!(" (x{})", event.count)
+        } else {
+            String::new()
+        };
+        match self.mode {
+            Mode::Json => self.record(
+                "event",
+                Some(sequence),
+                EventBody {
+                    event: EventJson::from(event),
+                },
+            ),
+            Mode::Plain => self.line(&format!(
+                "{:<8} {}  {:<7} {}: {}{count}",
+                "event", event.pod, event.r#type, event.reason, event.message
+            )),
+            Mode::Live => {
+                if event.r#type == "Warning" {
+                    self.history(&format!(
+                        "  {} {}  {}: {}{count}",
+                        style("⚠").yellow(),
+                        event.pod,
+                        style(&event.reason).yellow(),
+                        event.message
+                    ));
+                }
+                self.latest_event = Some(format!("{}: {}", event.reason, event.message));
+                self.refresh();
+            }
+        }
+    }
+
+    /// Something the user should know that is not the pod's status (a reconnection).
+    pub(crate) fn note(&mut self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("deployctl: {text}")),
+            None => eprintln!("deployctl: {text}"),
+        }
+    }
+
+    /// One pod in full (`status`).
+    pub(crate) fn status(&mut self, pod: &pb::PodStatus) {
+        if self.mode == Mode::Json {
+            self.record("pod", None, PodBody::from(pod));
+            return;
+        }
+        let live = self.mode == Mode::Live;
+        let dash = |text: &str| {
+            if text.is_empty() {
+                "-".to_owned()
+            } else {
+                text.to_owned()
+            }
+        };
+        let mut rows: Vec<(&str, String)> = vec![
+            ("pod", format!("{}/{}", pod.namespace, pod.name)),
+            ("health", health_text(pod.health(), live)),
+            ("reason", dash(reason_name(pod.reason()).unwrap_or(""))),
+            ("message", dash(&pod.message)),
+            ("phase", dash(&pod.phase)),
+            ("image", dash(&pod.image)),
+            ("node", dash(&pod.node)),
+            ("pod IP", dash(&pod.pod_ip)),
+            (
+                "created",
+                timestamp(pod.created.as_ref()).map_or_else(|| "-".to_owned(), |t| t.to_string()),
+            ),
+            ("request ID", dash(&pod.request_id)),
+            (
+                "conditions",
+                dash(
+                    &pod.conditions
+                        .iter()
+                        .map(|c| format!("{}={}", c.r#type, c.status))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+            ),
+        ];
+        for container in &pod.containers {
+            rows.push(("container", container_text(container)));
+        }
+        if pod.deleting {
+            rows.push(("deleting", "yes".to_owned()));
+        }
+        let mut out = String::new();
+        for (key, value) in rows {
+            out.push_str(&format!("{key:<11} {value}\n"));
+        }
+        emit(format_args!("{out}"));
+    }
+
+    /// The pods of a namespace (`list`).
+    pub(crate) fn list(&mut self, namespace: &str, pods: &[pb::PodStatus]) {
+        if self.mode == Mode::Json {
+            for pod in pods {
+                self.record("pod", None, PodBody::from(pod));
+            }
+            return;
+        }
+        if pods.is_empty() {
+            // As kubectl does: stdout stays empty for scripts.
+            eprintln!("No managed pods in namespace {namespace}.");
+            return;
+        }
+        let live = self.mode == Mode::Live;
+        let width = pods.iter().map(|p| p.name.len()).max().unwrap_or(4).max(4);
+        let mut out = format!(
+            "{:<width$}  {:<12} {:<19} {:<9} {:<5} {:<8} {:<6} IMAGE\n",
+            "NAME", "HEALTH", "REASON", "PHASE", "READY", "RESTARTS", "AGE"
+        );
+        let now = jiff::Timestamp::now();
+        for pod in pods {
+            let ready = pod.containers.iter().filter(|c| c.ready).count();
+            let restarts: i32 = pod.containers.iter().map(|c| c.restart_count).sum();
+            let age = timestamp(pod.created.as_ref()).map_or_else(
+                || "-".to_owned(),
+                |created| {
+                    let seconds = now.as_second().saturating_sub(created.as_second());
+                    short_duration(Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
+                },
+            );
+            let health = format!("{:<12}", enum_name(pod.health().as_str_name(), "HEALTH_"));
+            out.push_str(&format!(
+                "{:<width$}  {} {:<19} {:<9} {:<5} {:<8} {:<6} {}\n",
+                pod.name,
+                if live {
+                    health_style(pod.health()).apply_to(health).to_string()
+                } else {
+                    health
+                },
+                reason_name(pod.reason()).unwrap_or("-"),
+                if pod.phase.is_empty() {
+                    "-"
+                } else {
+                    &pod.phase
+                },
+                format!("{ready}/{}", pod.containers.len()),
+                restarts,
+                age,
+                pod.image
+            ));
+        }
+        emit(format_args!("{out}"));
+    }
+
+    /// Deletion began (`delete`).
+    pub(crate) fn deleting(&mut self, pod: &pb::PodStatus) {
+        match self.mode {
+            Mode::Json => self.record("deleting", None, PodBody::from(pod)),
+            Mode::Plain => self.line(&format!("deleting {}/{}", pod.namespace, pod.name)),
+            Mode::Live => {
+                self.target = pod.name.clone();
+                self.history(&format!(
+                    "{} deleting pod {}/{}",
+                    style("●").cyan(),
+                    pod.namespace,
+                    style(&pod.name).bold()
+                ));
+            }
+        }
+    }
+
+    /// The end: the summary or the error, and in JSON the `result` record. Returns the exit
+    /// code.
+    pub(crate) fn finish(&mut self, result: &Result<Success, Failure>) -> u8 {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        let exit = match result {
+            Ok(_) => exit::SUCCESS,
+            Err(failure) => failure.exit,
+        };
+        if self.mode == Mode::Json {
+            let (message, code, violations, pod) = match result {
+                Ok(success) => (
+                    success.summary.clone().unwrap_or_default(),
+                    None,
+                    Vec::new(),
+                    success.pod.as_ref(),
+                ),
+                Err(failure) => (
+                    failure.message.clone(),
+                    failure.code.map(code_name),
+                    failure.violations.clone(),
+                    failure.pod.as_deref(),
+                ),
+            };
+            self.json(&ResultJson {
+                r#type: "result",
+                time: now(),
+                ok: result.is_ok(),
+                exit_code: exit,
+                outcome: exit::outcome(exit),
+                code,
+                message,
+                violations,
+                pod: pod.map(PodJson::from),
+                elapsed_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+        match result {
+            Ok(success) => {
+                if let Some(summary) = &success.summary {
+                    match self.mode {
+                        Mode::Json => {}
+                        Mode::Plain => emit(format_args!("✓ {summary}\n")),
+                        Mode::Live => {
+                            emit(format_args!("{} {summary}\n", style("✓").green().bold()));
+                        }
+                    }
+                }
+            }
+            Err(failure) => {
+                let mut text = if self.mode == Mode::Live {
+                    format!(
+                        "{} {failure}",
+                        Style::new().for_stderr().red().bold().apply_to("✗")
+                    )
+                } else {
+                    format!("deployctl: {failure}")
+                };
+                if failure.violations.len() > 1 {
+                    for violation in &failure.violations {
+                        text.push_str(&format!("\n  - {violation}"));
+                    }
+                }
+                eprintln!("{text}");
+            }
+        }
+        exit
+    }
+
+    /// Show a pod's status: a line in plain mode, a history line in live mode when its health
+    /// or reason changed.
+    fn show_pod(&mut self, pod: &pb::PodStatus, kind: &str) {
+        self.pods.insert(pod.name.clone(), pod.clone());
+        match self.mode {
+            Mode::Json => {}
+            Mode::Plain => {
+                let line = format!(
+                    "{kind:<8} {}  {:<9} {:<11} {:<18} {}{}",
+                    pod.name,
+                    if pod.phase.is_empty() {
+                        "-"
+                    } else {
+                        &pod.phase
+                    },
+                    enum_name(pod.health().as_str_name(), "HEALTH_"),
+                    reason_name(pod.reason()).unwrap_or("-"),
+                    containers_text(pod),
+                    if pod.message.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  {}", pod.message)
+                    }
+                );
+                if self.shown.get(&pod.name) != Some(&line) {
+                    self.shown.insert(pod.name.clone(), line.clone());
+                    self.line(&line);
+                }
+            }
+            Mode::Live => {
+                let key = format!("{:?} {:?}", pod.health(), pod.reason());
+                if self.shown.get(&pod.name) != Some(&key) {
+                    self.shown.insert(pod.name.clone(), key);
+                    let mut text = format!(
+                        "  {} {}",
+                        health_style(pod.health()).apply_to("→"),
+                        health_text(pod.health(), true)
+                    );
+                    if let Some(reason) = reason_name(pod.reason()) {
+                        text.push_str(&format!(" {}", style(reason).bold()));
+                    }
+                    if !pod.node.is_empty() && pod.health() == pb::Health::Ready {
+                        text.push_str(&format!("  on {}, IP {}", pod.node, pod.pod_ip));
+                    } else if !pod.message.is_empty() {
+                        text.push_str(&format!("  {}", style(&pod.message).dim()));
+                    }
+                    if self.pods.len() > 1 || self.target != pod.name {
+                        text = format!("  {}{}", pod.name, text);
+                    }
+                    self.history(&text);
+                }
+            }
+        }
+    }
+
+    /// Redraw the live status line.
+    fn refresh(&mut self) {
+        if self.mode != Mode::Live {
+            return;
+        }
+        let mut parts: Vec<String> = Vec::new();
+        match self.pods.len() {
+            0 => parts.push(format!("waiting for {}", self.target)),
+            1 => {
+                if let Some(pod) = self.pods.values().next() {
+                    parts.push(style(&pod.name).bold().to_string());
+                    if !pod.phase.is_empty() {
+                        parts.push(pod.phase.clone());
+                    }
+                    parts.push(health_text(pod.health(), true));
+                    if let Some(reason) = reason_name(pod.reason()) {
+                        parts.push(reason.to_owned());
+                    }
+                    let containers = containers_text(pod);
+                    if containers != "-" {
+                        parts.push(containers);
+                    }
+                }
+            }
+            n => {
+                let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+                for pod in self.pods.values() {
+                    *counts
+                        .entry(enum_name(pod.health().as_str_name(), "HEALTH_"))
+                        .or_default() += 1;
+                }
+                let counts: Vec<String> = counts
+                    .into_iter()
+                    .map(|(health, count)| format!("{count} {health}"))
+                    .collect();
+                parts.push(format!("{n} pods: {}", counts.join(", ")));
+            }
+        }
+        if let Some(event) = &self.latest_event {
+            parts.push(style(event).dim().to_string());
+        }
+        let message = parts.join(" · ");
+        self.bar().set_message(message);
+    }
+
+    fn bar(&mut self) -> &ProgressBar {
+        self.bar.get_or_insert_with(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
+            let template =
+                ProgressStyle::with_template("{spinner:.cyan} {wide_msg} {elapsed:.dim}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            bar.set_style(template);
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        })
+    }
+
+    /// A line above the live status line (or a plain line while there is none).
+    fn history(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => emit(format_args!("{text}\n")),
+        }
+    }
+
+    /// A plain line, with the seconds since the start.
+    fn line(&self, text: &str) {
+        emit(format_args!(
+            "{:>6.1}s  {text}\n",
+            self.started.elapsed().as_secs_f64()
+        ));
+    }
+
+    fn record(&self, kind: &'static str, seq: Option<u64>, body: impl Serialize) {
+        self.json(&Record {
+            r#type: kind,
+            seq,
+            time: now(),
+            body,
+        });
+    }
+
+    fn json(&self, value: &impl Serialize) {
+        match serde_json::to_string(value) {
+            Ok(line) => emit(format_args!("{line}\n")),
+            Err(error) => eprintln!("deployctl: cannot encode JSON output: {error}"),
+        }
+    }
+}
+
+/// Write to stdout. When its reader has gone (`deployctl watch ... | head`), stop as a
+/// program killed by SIGPIPE would, rather than panic or follow a stream nobody reads.
+fn emit(text: std::fmt::Arguments<'_>) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(error) = stdout.write_fmt(text).and_then(|()| stdout.flush())
+        && error.kind() == std::io::ErrorKind::BrokenPipe
+    {
+        std::process::exit(i32::from(exit::BROKEN_PIPE));
+    }
+}
+
+/// `HEALTH_READY` → `READY`.
+fn enum_name<'a>(name: &'a str, prefix: &str) -> &'a str {
+    name.strip_prefix(prefix).unwrap_or(name)
+}
+
+/// The reason without its prefix, `None` when unspecified.
+pub(crate) fn reason_name(reason: pb::Reason) -> Option<&'static str> {
+    match reason {
+        pb::Reason::Unspecified => None,
+        other => Some(enum_name(other.as_str_name(), "REASON_")),
+    }
+}
+
+/// The health without its prefix.
+pub(crate) fn health_name(health: pb::Health) -> &'static str {
+    enum_name(health.as_str_name(), "HEALTH_")
+}
+
+fn health_style(health: pb::Health) -> Style {
+    match health {
+        pb::Health::Ready | pb::Health::Succeeded => Style::new().green(),
+        pb::Health::Failed => Style::new().red(),
+        pb::Health::Degraded => Style::new().yellow(),
+        pb::Health::Pending | pb::Health::Progressing => Style::new().cyan(),
+        pb::Health::Deleted | pb::Health::Unspecified => Style::new().dim(),
+    }
+}
+
+fn health_text(health: pb::Health, coloured: bool) -> String {
+    let name = health_name(health);
+    if coloured {
+        health_style(health).bold().apply_to(name).to_string()
+    } else {
+        name.to_owned()
+    }
+}
+
+/// `app:waiting(ContainerCreating)`, `app:running,ready`, `app:terminated(Error,exit=1)`.
+/// `-` while no container reports a state.
+fn containers_text(pod: &pb::PodStatus) -> String {
+    if pod
+        .containers
+        .iter()
+        .all(|c| c.state.as_ref().and_then(|s| s.state.as_ref()).is_none())
+    {
+        return "-".to_owned();
+    }
+    pod.containers
+        .iter()
+        .map(container_text)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn container_text(container: &pb::ContainerStatus) -> String {
+    let state = match container.state.as_ref().and_then(|s| s.state.as_ref()) {
+        Some(State::Waiting(waiting)) => format!("waiting({})", waiting.reason),
+        Some(State::Running(_)) => "running".to_owned(),
+        Some(State::Terminated(done)) => {
+            format!("terminated({},exit={})", done.reason, done.exit_code)
+        }
+        None => "unknown".to_owned(),
+    };
+    let mut text = format!("{}:{state}", container.name);
+    if container.ready {
+        text.push_str(",ready");
+    }
+    if container.restart_count > 0 {
+        text.push_str(&format!(",restarts={}", container.restart_count));
+    }
+    text
+}
+
+fn timestamp(time: Option<&prost_types::Timestamp>) -> Option<jiff::Timestamp> {
+    let time = time?;
+    jiff::Timestamp::new(time.seconds, time.nanos).ok()
+}
+
+fn rfc3339(time: Option<&prost_types::Timestamp>) -> Option<String> {
+    timestamp(time).map(|t| t.to_string())
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+/// `45s`, `3m`, `2h`, `5d`.
+fn short_duration(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m", seconds / 60),
+        3600..86_400 => format!("{}h", seconds / 3600),
+        _ => format!("{}d", seconds / 86_400),
+    }
+}
+
+/// One JSON line: its type, the stream's sequence number (records of a WatchStatus stream
+/// only), the time it was printed, then the fields of its type.
+#[derive(Debug, Serialize)]
+struct Record<T> {
+    r#type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    time: String,
+    #[serde(flatten)]
+    body: T,
+}
+
+/// `deployed`.
+#[derive(Debug, Serialize)]
+struct DeployedBody {
+    created: bool,
+    dry_run: bool,
+    /// baseline or restricted.
+    pod_security: String,
+    pod: PodJson,
+}
+
+/// `snapshot` and `resync`.
+#[derive(Debug, Serialize)]
+struct SnapshotBody {
+    not_found: bool,
+    pods: Vec<PodJson>,
+}
+
+/// `pod`, `deleted`, `deleting`.
+#[derive(Debug, Serialize)]
+struct PodBody {
+    pod: PodJson,
+}
+
+impl From<&pb::PodStatus> for PodBody {
+    fn from(pod: &pb::PodStatus) -> PodBody {
+        PodBody {
+            pod: PodJson::from(pod),
+        }
+    }
+}
+
+/// `event`.
+#[derive(Debug, Serialize)]
+struct EventBody {
+    event: EventJson,
+}
+
+/// A pod in JSON output (`pod` of the `deployed`, `pod`, `deleted`, `deleting` and `result`
+/// records, and `pods` of `snapshot` and `resync`).
+#[derive(Debug, Serialize)]
+pub(crate) struct PodJson {
+    namespace: String,
+    name: String,
+    uid: String,
+    resource_version: String,
+    /// PENDING, PROGRESSING, READY, DEGRADED, FAILED, SUCCEEDED, DELETED.
+    health: &'static str,
+    /// e.g. IMAGE_PULL_FAILED; null when there is nothing to say.
+    reason: Option<&'static str>,
+    message: String,
+    /// Pending, Running, Succeeded, Failed, Unknown ("" before the first status).
+    phase: String,
+    image: String,
+    request_id: Option<String>,
+    node: Option<String>,
+    pod_ip: Option<String>,
+    /// Ready containers / all containers, and restarts of all containers.
+    ready_containers: usize,
+    containers_total: usize,
+    restarts: i32,
+    deleting: bool,
+    created: Option<String>,
+    start_time: Option<String>,
+    labels: BTreeMap<String, String>,
+    conditions: Vec<ConditionJson>,
+    containers: Vec<ContainerJson>,
+}
+
+/// A pod condition in JSON output.
+#[derive(Debug, Serialize)]
+pub(crate) struct ConditionJson {
+    r#type: String,
+    status: String,
+    reason: String,
+    message: String,
+}
+
+/// A container in JSON output.
+#[derive(Debug, Serialize)]
+pub(crate) struct ContainerJson {
+    name: String,
+    image: String,
+    ready: bool,
+    started: bool,
+    restart_count: i32,
+    /// waiting, running, terminated or unknown.
+    state: &'static str,
+    /// The waiting or terminated reason (ContainerCreating, ErrImagePull, Error, ...).
+    reason: Option<String>,
+    message: Option<String>,
+    exit_code: Option<i32>,
+}
+
+impl From<&pb::PodStatus> for PodJson {
+    fn from(pod: &pb::PodStatus) -> PodJson {
+        let some = |text: &str| (!text.is_empty()).then(|| text.to_owned());
+        PodJson {
+            namespace: pod.namespace.clone(),
+            name: pod.name.clone(),
+            uid: pod.uid.clone(),
+            resource_version: pod.resource_version.clone(),
+            health: health_name(pod.health()),
+            reason: reason_name(pod.reason()),
+            message: pod.message.clone(),
+            phase: pod.phase.clone(),
+            image: pod.image.clone(),
+            request_id: some(&pod.request_id),
+            node: some(&pod.node),
+            pod_ip: some(&pod.pod_ip),
+            ready_containers: pod.containers.iter().filter(|c| c.ready).count(),
+            containers_total: pod.containers.len(),
+            restarts: pod.containers.iter().map(|c| c.restart_count).sum(),
+            deleting: pod.deleting,
+            created: rfc3339(pod.created.as_ref()),
+            start_time: rfc3339(pod.start_time.as_ref()),
+            labels: pod
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            conditions: pod
+                .conditions
+                .iter()
+                .map(|c| ConditionJson {
+                    r#type: c.r#type.clone(),
+                    status: c.status.clone(),
+                    reason: c.reason.clone(),
+                    message: c.message.clone(),
+                })
+                .collect(),
+            containers: pod.containers.iter().map(ContainerJson::from).collect(),
+        }
+    }
+}
+
+impl From<&pb::ContainerStatus> for ContainerJson {
+    fn from(container: &pb::ContainerStatus) -> ContainerJson {
+        let (state, reason, message, exit_code) =
+            match container.state.as_ref().and_then(|s| s.state.as_ref()) {
+                Some(State::Waiting(w)) => (
+                    "waiting",
+                    Some(w.reason.clone()),
+                    Some(w.message.clone()),
+                    None,
+                ),
+                Some(State::Running(_)) => ("running", None, None, None),
+                Some(State::Terminated(t)) => (
+                    "terminated",
+                    Some(t.reason.clone()),
+                    Some(t.message.clone()),
+                    Some(t.exit_code),
+                ),
+                None => ("unknown", None, None, None),
+            };
+        ContainerJson {
+            name: container.name.clone(),
+            image: container.image.clone(),
+            ready: container.ready,
+            started: container.started,
+            restart_count: container.restart_count,
+            state,
+            reason: reason.filter(|r| !r.is_empty()),
+            message: message.filter(|m| !m.is_empty()),
+            exit_code,
+        }
+    }
+}
+
+/// A Kubernetes Event in JSON output (`event` of the `event` record).
+#[derive(Debug, Serialize)]
+pub(crate) struct EventJson {
+    namespace: String,
+    pod: String,
+    /// Normal or Warning.
+    r#type: String,
+    reason: String,
+    message: String,
+    count: i32,
+    source: String,
+    first_time: Option<String>,
+    last_time: Option<String>,
+}
+
+impl From<&pb::PodEvent> for EventJson {
+    fn from(event: &pb::PodEvent) -> EventJson {
+        EventJson {
+            namespace: event.namespace.clone(),
+            pod: event.pod.clone(),
+            r#type: event.r#type.clone(),
+            reason: event.reason.clone(),
+            message: event.message.clone(),
+            count: event.count,
+            source: event.source.clone(),
+            first_time: rfc3339(event.first_time.as_ref()),
+            last_time: rfc3339(event.last_time.as_ref()),
+        }
+    }
+}
+
+/// The last record of every command in JSON output.
+#[derive(Debug, Serialize)]
+pub(crate) struct ResultJson {
+    r#type: &'static str,
+    time: String,
+    /// True exactly when exit_code is 0.
+    ok: bool,
+    exit_code: u8,
+    /// ok, error, bad_input, pod_failed, timeout, refused, unreachable, not_found,
+    /// interrupted (one per exit code).
+    outcome: &'static str,
+    /// The gRPC code, e.g. INVALID_ARGUMENT; null when the server gave none.
+    code: Option<&'static str>,
+    message: String,
+    /// Every field violation the server listed (INVALID_ARGUMENT).
+    violations: Vec<String>,
+    /// The pod concerned, in its last known state.
+    pod: Option<PodJson>,
+    elapsed_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(health: pb::Health, reason: pb::Reason) -> pb::PodStatus {
+        pb::PodStatus {
+            namespace: "demo".into(),
+            name: "web".into(),
+            health: health.into(),
+            reason: reason.into(),
+            phase: "Pending".into(),
+            containers: vec![pb::ContainerStatus {
+                name: "app".into(),
+                state: Some(pb::ContainerState {
+                    state: Some(State::Waiting(pb::Waiting {
+                        reason: "ErrImagePull".into(),
+                        message: "cannot pull".into(),
+                    })),
+                }),
+                ..pb::ContainerStatus::default()
+            }],
+            ..pb::PodStatus::default()
+        }
+    }
+
+    #[test]
+    fn json_pods_use_short_enum_names() {
+        let json = serde_json::to_value(PodJson::from(&pod(
+            pb::Health::Failed,
+            pb::Reason::ImagePullFailed,
+        )))
+        .expect("json");
+        assert_eq!(json["health"], "FAILED");
+        assert_eq!(json["reason"], "IMAGE_PULL_FAILED");
+        assert_eq!(json["containers"][0]["state"], "waiting");
+        assert_eq!(json["containers"][0]["reason"], "ErrImagePull");
+        assert_eq!(json["node"], serde_json::Value::Null);
+        let ready = serde_json::to_value(PodJson::from(&pod(
+            pb::Health::Ready,
+            pb::Reason::Unspecified,
+        )))
+        .expect("json");
+        assert_eq!(ready["reason"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn containers_read_as_one_word_each() {
+        assert_eq!(
+            containers_text(&pod(pb::Health::Failed, pb::Reason::ImagePullFailed)),
+            "app:waiting(ErrImagePull)"
+        );
+    }
+
+    #[test]
+    fn ages_are_short() {
+        assert_eq!(short_duration(Duration::from_secs(59)), "59s");
+        assert_eq!(short_duration(Duration::from_secs(61)), "1m");
+        assert_eq!(short_duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(short_duration(Duration::from_secs(200_000)), "2d");
+    }
+
+    #[test]
+    fn auto_is_live_only_on_a_terminal() {
+        assert_eq!(Mode::choose(OutputFormat::Auto, true), Mode::Live);
+        assert_eq!(Mode::choose(OutputFormat::Auto, false), Mode::Plain);
+        assert_eq!(Mode::choose(OutputFormat::Plain, true), Mode::Plain);
+        assert_eq!(Mode::choose(OutputFormat::Json, true), Mode::Json);
+    }
+}
