@@ -6,6 +6,9 @@ export K8S_DEPLOYER_CACHE ?= $(HOME)/.cache/k8s-deployer
 # clone (as in CI) reuses what an earlier build on this machine made.
 export CARGO_TARGET_DIR ?= $(K8S_DEPLOYER_CACHE)/target
 CARGO_JOBS ?= 2
+# What `buf breaking` compares proto/ with: the main branch (the local one; in a clone that has
+# none, origin's). subdir=proto, so that it also works against commits without buf.yaml.
+BUF_AGAINST ?= .git\#$(shell git rev-parse -q --verify refs/heads/main >/dev/null && echo branch=main || echo ref=origin/main),subdir=proto
 
 .PHONY: setup demo test lint unit release cluster-up cluster-down
 
@@ -15,8 +18,13 @@ setup:
 demo: setup
 	scripts/demo.sh
 
+# buf: the STANDARD lint rules and no breaking change (FILE rules) against main, with the buf
+# that scripts/setup.sh pins; gofmt on the Go example.
 lint:
 	cargo fmt --all -- --check
+	tools=$$(scripts/setup.sh proto-tools) && eval "$$tools" && "$$K8S_DEPLOYER_BUF" lint && \
+	  "$$K8S_DEPLOYER_BUF" breaking --against '$(BUF_AGAINST)'
+	test -z "$$(gofmt -l examples/go | tee /dev/stderr)"
 	cargo clippy --jobs $(CARGO_JOBS) --all-targets --locked -- -D warnings
 
 # The binary the Dockerfile copies, built as it builds it. There is no container engine on

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::{TestCluster, WAIT, unique};
 
-const MANIFESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");
 /// Where the service runs.
 const INSTALL_NAMESPACE: &str = "k8s-deployer";
 /// The example target namespace: where the service deploys pods. Not part of the install.
@@ -74,7 +73,8 @@ fn path_str(path: &std::path::Path) -> &str {
 /// The install exactly as `kubectl kustomize manifests` renders it, as JSON objects (kubectl
 /// converts, as there is no YAML parser among the dev-dependencies).
 fn rendered(cluster: &TestCluster) -> Vec<Value> {
-    let yaml = kubectl(cluster, &["kustomize", MANIFESTS]);
+    let manifests = support::repo_root().join("manifests");
+    let yaml = kubectl(cluster, &["kustomize", path_str(&manifests)]);
     let file = write(cluster, "rendered.yaml", &yaml);
     let json = kubectl(
         cluster,

@@ -32,8 +32,16 @@ pub struct TestCluster {
     pub bin: PathBuf,
 }
 
+/// The checkout the tests run in. Read at run time (cargo sets it for every test): several
+/// checkouts share one target folder here, and cargo may reuse a test binary that another
+/// checkout of the same sources built, with that checkout's path compiled in.
+pub fn repo_root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 fn cluster_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/cluster.sh")
+    repo_root().join("tests/cluster/cluster.sh")
 }
 
 impl TestCluster {
