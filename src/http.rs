@@ -239,7 +239,7 @@ fn sse_event(message: Result<pb::WatchStatusResponse, tonic::Status>) -> Option<
     let json = |value: serde_json::Value| value.to_string();
     match message {
         Err(status) => Some(Event::default().event("error").data(json(
-            serde_json::json!({ "detail": status.message(), "code": crate::audit::code_name(status.code()) }),
+            serde_json::json!({ "detail": status.message(), "code": crate::error::code_name(status.code()) }),
         ))),
         Ok(message) => match message.kind? {
             Kind::Snapshot(snapshot) | Kind::Resync(snapshot) => {

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use k8s_deployer::Config;
 use k8s_deployer::proto::deployer::v1 as pb;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams};
-use support::{RunningDeployer, TestAuth, TestCluster, WAIT, create_namespace, unique};
+use support::{
+    Pki, RunningDeployer, ServerTask, TestAuth, TestCluster, WAIT, create_namespace, pods_in,
+    unique,
+};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 
@@ -97,14 +98,6 @@ async fn setup(prefix: &str) -> (RunningDeployer, kube::Client, String) {
     let server = RunningDeployer::start(cluster, Config::default()).await;
     server.wait_serving().await;
     (server, admin, namespace)
-}
-
-async fn pods_in(admin: &kube::Client, namespace: &str) -> Vec<Pod> {
-    Api::<Pod>::namespaced(admin.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-        .expect("list pods")
-        .items
 }
 
 /// The index of the first line containing all of `words`.
@@ -767,8 +760,8 @@ async fn over_tls_with_a_client_certificate() {
         std::fs::write(&path, text).expect("write a PEM file");
         path
     };
-    let (cert, key) = server_ca.leaf(&["localhost", "127.0.0.1"], None);
-    let (client_cert, client_key) = client_ca.leaf(&[], Some(support::TESTER));
+    let (cert, key) = server_ca.server();
+    let (client_cert, client_key) = client_ca.client(support::TESTER, &[]);
     let config = Config {
         listen: "127.0.0.1:0".parse().expect("an address"),
         kubeconfig: Some(TestCluster::shared().kubeconfig.clone()),
@@ -808,80 +801,4 @@ async fn over_tls_with_a_client_certificate() {
     assert_eq!(untrusted.code, 6, "{untrusted:#?}");
     assert!(untrusted.stderr.contains("certificate"), "{untrusted:#?}");
     server.stop().await;
-}
-
-/// A server started here rather than by RunningDeployer: on a given address, or over TLS.
-struct ServerTask {
-    addr: std::net::SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    running: tokio::task::JoinHandle<k8s_deployer::Result<()>>,
-}
-
-impl ServerTask {
-    async fn start(config: &Config) -> ServerTask {
-        let server = k8s_deployer::Server::bind(config).await.expect("bind");
-        let addr = server.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
-        // Serving once the cluster's watches are up; a plain-text health check tells.
-        ServerTask {
-            addr,
-            stop,
-            running,
-        }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.running)
-            .await
-            .expect("the server stops")
-            .expect("the server task")
-            .expect("a clean stop");
-    }
-}
-
-/// A CA for the TLS test, and the certificates it signs.
-struct Pki {
-    ca_pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let key = rcgen::KeyPair::generate().expect("a key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = params.self_signed(&key).expect("a CA");
-        Pki {
-            ca_pem: ca.pem(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    /// (certificate PEM, key PEM): a server's for `names`, or a client's for `common_name`.
-    fn leaf(&self, names: &[&str], common_name: Option<&str>) -> (String, String) {
-        let key = rcgen::KeyPair::generate().expect("a key");
-        let mut params = rcgen::CertificateParams::new(
-            names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>(),
-        )
-        .expect("params");
-        if let Some(common_name) = common_name {
-            params
-                .distinguished_name
-                .push(rcgen::DnType::CommonName, common_name);
-            params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        }
-        let cert = params.signed_by(&key, &self.issuer).expect("signed");
-        (cert.pem(), key.serialize_pem())
-    }
 }

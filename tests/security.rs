@@ -13,8 +13,8 @@ use k8s_deployer::proto::deployer::v1 as pb;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use support::{
-    DeployerClient, RunningDeployer, ServerTask, TestAuth, TestCluster, WAIT, client_with_token,
-    create_namespace, es256_key, now_secs, pods_in, unique,
+    DeployerClient, Pki, RunningDeployer, ServerTask, TestAuth, TestCluster, WAIT,
+    client_with_token, create_namespace, es256_key, now_secs, pods_in, unique,
 };
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -566,74 +566,6 @@ async fn a_stream_ends_with_unauthenticated_when_its_token_expires() {
     .expect("the stream ends");
     let status = ended.expect_err("it ends with an error status");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-}
-
-/// Certificates for the TLS test: a CA, the server's certificate for localhost and
-/// 127.0.0.1, and client certificates.
-struct Pki {
-    ca_pem: String,
-    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-}
-
-impl Pki {
-    fn new(name: &str) -> Pki {
-        let key = rcgen::KeyPair::generate().expect("a key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = params.self_signed(&key).expect("a CA");
-        Pki {
-            ca_pem: ca.pem(),
-            issuer: rcgen::Issuer::new(params, key),
-        }
-    }
-
-    /// (certificate PEM, key PEM) for the server.
-    fn server(&self) -> (String, String) {
-        let key = rcgen::KeyPair::generate().expect("a key");
-        let params =
-            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .expect("params");
-        let cert = params.signed_by(&key, &self.issuer).expect("signed");
-        (cert.pem(), key.serialize_pem())
-    }
-
-    /// (certificate PEM, key PEM) for a client `common_name` in `organisations`.
-    fn client(&self, common_name: &str, organisations: &[&str]) -> (String, String) {
-        self.client_until(common_name, organisations, None)
-    }
-
-    /// As [`Pki::client`], valid until `not_after` when given.
-    fn client_until(
-        &self,
-        common_name: &str,
-        organisations: &[&str],
-        not_after: Option<time::OffsetDateTime>,
-    ) -> (String, String) {
-        let key = rcgen::KeyPair::generate().expect("a key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, common_name);
-        for organisation in organisations {
-            params
-                .distinguished_name
-                .push(rcgen::DnType::OrganizationName, *organisation);
-        }
-        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        if let Some(not_after) = not_after {
-            params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
-            params.not_after = not_after;
-        }
-        let cert = params.signed_by(&key, &self.issuer).expect("signed");
-        (cert.pem(), key.serialize_pem())
-    }
 }
 
 /// Connects to `addr` over TLS trusting `ca`, with a client certificate if given, and lists

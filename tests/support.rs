@@ -507,6 +507,76 @@ impl ServerTask {
     }
 }
 
+/// Certificates for TLS tests: a CA, the server's certificate for localhost and 127.0.0.1,
+/// and client certificates.
+pub struct Pki {
+    /// The CA certificate, PEM.
+    pub ca_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Pki {
+    /// A new CA named `name`.
+    pub fn new(name: &str) -> Pki {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = params.self_signed(&key).expect("a CA");
+        Pki {
+            ca_pem: ca.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// (certificate PEM, key PEM) for the server.
+    pub fn server(&self) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("params");
+        let cert = params.signed_by(&key, &self.issuer).expect("signed");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// (certificate PEM, key PEM) for a client `common_name` in `organisations`.
+    pub fn client(&self, common_name: &str, organisations: &[&str]) -> (String, String) {
+        self.client_until(common_name, organisations, None)
+    }
+
+    /// As [`Pki::client`], valid until `not_after` when given.
+    pub fn client_until(
+        &self,
+        common_name: &str,
+        organisations: &[&str],
+        not_after: Option<time::OffsetDateTime>,
+    ) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        for organisation in organisations {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, *organisation);
+        }
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        if let Some(not_after) = not_after {
+            params.not_before = time::OffsetDateTime::now_utc() - time::Duration::minutes(1);
+            params.not_after = not_after;
+        }
+        let cert = params.signed_by(&key, &self.issuer).expect("signed");
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
 /// `config` with the shared [`TestAuth`] security settings, unless it has a policy of its own
 /// (then it is taken to be complete).
 pub fn with_test_security(config: k8s_deployer::Config) -> k8s_deployer::Config {
