@@ -12,7 +12,7 @@ use k8s_deployer::Config;
 use k8s_deployer::proto::deployer::v1 as pb;
 use support::{
     Pki, RunningDeployer, ServerTask, TestAuth, TestCluster, WAIT, create_namespace, pods_in,
-    unique,
+    serving_deployer, unique,
 };
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
@@ -90,16 +90,6 @@ async fn deployctl_as(server: &RunningDeployer, token: &str, args: &[&str]) -> R
     run(&all.iter().map(String::as_str).collect::<Vec<_>>()).await
 }
 
-/// A server on the shared cluster and a fresh namespace.
-async fn setup(prefix: &str) -> (RunningDeployer, kube::Client, String) {
-    let cluster = TestCluster::shared();
-    let admin = cluster.client().await;
-    let namespace = create_namespace(&admin, prefix, &[]).await;
-    let server = RunningDeployer::start(cluster, Config::default()).await;
-    server.wait_serving().await;
-    (server, admin, namespace)
-}
-
 /// The index of the first line containing all of `words`.
 fn line_with(lines: &[&str], words: &[&str]) -> Option<usize> {
     lines
@@ -140,7 +130,7 @@ async fn help_documents_every_exit_code() {
 /// on its way, then READY, then a summary; the pod really is ready.
 #[tokio::test]
 async fn deploy_and_wait_until_ready_shows_the_progression() {
-    let (server, _admin, ns) = setup("cli-ready").await;
+    let (server, _admin, ns) = serving_deployer("cli-ready").await;
     let run = deployctl(
         &server,
         &[
@@ -200,7 +190,7 @@ async fn deploy_and_wait_until_ready_shows_the_progression() {
 /// deployment; the last is the result, saying READY.
 #[tokio::test]
 async fn json_output_is_one_object_per_line_ending_with_the_result() {
-    let (server, _admin, ns) = setup("cli-json").await;
+    let (server, _admin, ns) = serving_deployer("cli-json").await;
     let run = deployctl(
         &server,
         &[
@@ -256,7 +246,7 @@ async fn json_output_is_one_object_per_line_ending_with_the_result() {
 /// An image that cannot be pulled: exit 3, with the reason where a CI log shows it.
 #[tokio::test]
 async fn a_pod_that_fails_exits_3_with_its_reason() {
-    let (server, _admin, ns) = setup("cli-fail").await;
+    let (server, _admin, ns) = serving_deployer("cli-fail").await;
     let run = deployctl(
         &server,
         &[
@@ -313,7 +303,7 @@ async fn a_pod_that_fails_exits_3_with_its_reason() {
 /// the pod was left in.
 #[tokio::test]
 async fn a_wait_that_runs_out_exits_4() {
-    let (server, admin, ns) = setup("cli-timeout").await;
+    let (server, admin, ns) = serving_deployer("cli-timeout").await;
     let run = deployctl(
         &server,
         &[
@@ -348,7 +338,7 @@ async fn a_wait_that_runs_out_exits_4() {
 /// itself as a usage error; exit 2 either way and nothing created.
 #[tokio::test]
 async fn bad_input_exits_2_naming_the_field() {
-    let (server, admin, ns) = setup("cli-invalid").await;
+    let (server, admin, ns) = serving_deployer("cli-invalid").await;
     let run = deployctl(
         &server,
         &["deploy", "Nginx:1", "-n", &ns, "--wait", "ready"],
@@ -387,7 +377,7 @@ async fn bad_input_exits_2_naming_the_field() {
 /// image policy refuses. The token never appears in the output.
 #[tokio::test]
 async fn refusals_exit_5_without_showing_the_token() {
-    let (server, admin, ns) = setup("cli-refused").await;
+    let (server, admin, ns) = serving_deployer("cli-refused").await;
     let bad = "not-a-jwt-but-a-secret-all-the-same";
     let run = deployctl_as(&server, bad, &["list", "-n", &ns]).await;
     assert_eq!(run.code, 5, "{run:#?}");
@@ -468,7 +458,7 @@ async fn an_address_where_nothing_listens_exits_6() {
 /// pod is NOT_FOUND (exit 7).
 #[tokio::test]
 async fn status_list_watch_and_delete() {
-    let (server, _admin, ns) = setup("cli-calls").await;
+    let (server, _admin, ns) = serving_deployer("cli-calls").await;
     let deployed = deployctl(
         &server,
         &[
@@ -573,7 +563,7 @@ async fn status_list_watch_and_delete() {
 /// `delete --wait` follows the pod until it is gone, so that the next step can rely on it.
 #[tokio::test]
 async fn delete_and_wait_until_gone() {
-    let (server, admin, ns) = setup("cli-delete").await;
+    let (server, admin, ns) = serving_deployer("cli-delete").await;
     let deployed = deployctl(
         &server,
         &[
@@ -602,7 +592,7 @@ async fn delete_and_wait_until_gone() {
 /// A selector watch until every pod is ready, in JSON.
 #[tokio::test]
 async fn watch_a_selector_until_every_pod_is_ready() {
-    let (server, _admin, ns) = setup("cli-selector").await;
+    let (server, _admin, ns) = serving_deployer("cli-selector").await;
     for name in ["one", "two"] {
         let run = deployctl(
             &server,

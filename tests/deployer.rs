@@ -13,21 +13,12 @@ use kube::api::{Api, PostParams};
 use pb::watch_status_response::Kind;
 use support::{
     RunningDeployer, TestCluster, WAIT, create_namespace, pod, pods_in, service_account_token,
+    serving_deployer,
 };
 
 use tonic::{Code, Streaming};
 
 type Client = support::DeployerClient;
-
-/// A server on the shared cluster, an admin kube client, and a fresh namespace.
-async fn setup(prefix: &str) -> (RunningDeployer, kube::Client, String) {
-    let cluster = TestCluster::shared();
-    let admin = cluster.client().await;
-    let namespace = create_namespace(&admin, prefix, &[]).await;
-    let server = RunningDeployer::start(cluster, Config::default()).await;
-    server.wait_serving().await;
-    (server, admin, namespace)
-}
 
 fn deploy_request(namespace: &str, image: &str) -> pb::DeployRequest {
     pb::DeployRequest {
@@ -126,7 +117,7 @@ fn end_of(messages: &[pb::WatchStatusResponse]) -> pb::EndReason {
 
 #[tokio::test]
 async fn deploy_then_watch_until_ready() {
-    let (server, _admin, ns) = setup("ready").await;
+    let (server, _admin, ns) = serving_deployer("ready").await;
     let mut client = server.client();
     let created = client
         .deploy(deploy_request(&ns, "nginx:1.27"))
@@ -177,7 +168,7 @@ async fn deploy_then_watch_until_ready() {
 
 #[tokio::test]
 async fn an_unpullable_image_fails_and_its_event_arrives_in_the_stream() {
-    let (server, _admin, ns) = setup("pullfail").await;
+    let (server, _admin, ns) = serving_deployer("pullfail").await;
     let mut client = server.client();
     let pod = deploy(&mut client, deploy_request(&ns, "fail.invalid/nothing:1")).await;
     // Until NONE: the kubelet's Event and the status change are separate objects, and either
@@ -214,7 +205,7 @@ async fn an_unpullable_image_fails_and_its_event_arrives_in_the_stream() {
 
 #[tokio::test]
 async fn a_crashing_image_is_a_crash_loop_and_never_ready() {
-    let (server, _admin, ns) = setup("crashloop").await;
+    let (server, _admin, ns) = serving_deployer("crashloop").await;
     let mut client = server.client();
     let pod = deploy(&mut client, deploy_request(&ns, "crash.invalid/app:1")).await;
     let mut stream = watch(&mut client, &ns, &pod.name, pb::Until::Terminal).await;
@@ -236,7 +227,7 @@ async fn a_crashing_image_is_a_crash_loop_and_never_ready() {
 
 #[tokio::test]
 async fn an_oversized_pod_is_unschedulable_with_the_schedulers_message() {
-    let (server, _admin, ns) = setup("oversized").await;
+    let (server, _admin, ns) = serving_deployer("oversized").await;
     let mut client = server.client();
     let mut request = deploy_request(&ns, "nginx:1.27");
     request.resources = Some(pb::Resources {
@@ -268,7 +259,7 @@ async fn an_oversized_pod_is_unschedulable_with_the_schedulers_message() {
 
 #[tokio::test]
 async fn malformed_images_are_rejected_and_nothing_is_created() {
-    let (server, admin, ns) = setup("badimage").await;
+    let (server, admin, ns) = serving_deployer("badimage").await;
     let mut client = server.client();
     let malformed = [
         "",
@@ -309,7 +300,7 @@ async fn malformed_images_are_rejected_and_nothing_is_created() {
 
 #[tokio::test]
 async fn every_malformed_field_is_named_with_its_rule() {
-    let (server, admin, ns) = setup("badfields").await;
+    let (server, admin, ns) = serving_deployer("badfields").await;
     let mut client = server.client();
     let cases: Vec<(pb::DeployRequest, &str)> = vec![
         (deploy_request("Bad_NS", "nginx"), "namespace"),
@@ -414,7 +405,7 @@ async fn every_malformed_field_is_named_with_its_rule() {
 
 #[tokio::test]
 async fn a_retried_request_id_gets_the_same_pod_and_a_reused_one_is_refused() {
-    let (server, admin, ns) = setup("idempotent").await;
+    let (server, admin, ns) = serving_deployer("idempotent").await;
     let mut client = server.client();
     let request = pb::DeployRequest {
         request_id: "6f1c2a1e-9b1d-4c5e-8f00-1a2b3c4d5e6f".into(),
@@ -456,7 +447,7 @@ async fn a_retried_request_id_gets_the_same_pod_and_a_reused_one_is_refused() {
 
 #[tokio::test]
 async fn wait_for_ready_answers_once_the_pod_is_ready() {
-    let (server, _admin, ns) = setup("waitready").await;
+    let (server, _admin, ns) = serving_deployer("waitready").await;
     let mut client = server.client();
     let pod = deploy(
         &mut client,
@@ -474,7 +465,7 @@ async fn wait_for_ready_answers_once_the_pod_is_ready() {
 
 #[tokio::test]
 async fn a_failing_wait_for_answers_with_the_pods_reason() {
-    let (server, _admin, ns) = setup("waitfail").await;
+    let (server, _admin, ns) = serving_deployer("waitfail").await;
     let mut client = server.client();
     let error = client
         .deploy(pb::DeployRequest {
@@ -498,7 +489,7 @@ async fn a_failing_wait_for_answers_with_the_pods_reason() {
 
 #[tokio::test]
 async fn a_wait_that_runs_out_is_deadline_exceeded_with_the_reason() {
-    let (server, _admin, ns) = setup("waittimeout").await;
+    let (server, _admin, ns) = serving_deployer("waittimeout").await;
     let mut client = server.client();
     let mut request = pb::DeployRequest {
         wait_for: pb::WaitFor::Scheduled.into(),
@@ -539,7 +530,7 @@ async fn a_wait_that_runs_out_is_deadline_exceeded_with_the_reason() {
 
 #[tokio::test]
 async fn watch_then_delete_ends_the_stream() {
-    let (server, admin, ns) = setup("watchdelete").await;
+    let (server, admin, ns) = serving_deployer("watchdelete").await;
     let mut client = server.client();
     let pod = deploy(
         &mut client,
@@ -584,7 +575,7 @@ async fn watch_then_delete_ends_the_stream() {
 
 #[tokio::test]
 async fn watching_a_name_before_it_exists_sees_it_created() {
-    let (server, _admin, ns) = setup("early").await;
+    let (server, _admin, ns) = serving_deployer("early").await;
     let mut client = server.client();
     let mut stream = watch(&mut client, &ns, "later", pb::Until::Ready).await;
     let first = stream.message().await.expect("a message").expect("one");
@@ -615,7 +606,7 @@ async fn watching_a_name_before_it_exists_sees_it_created() {
 
 #[tokio::test]
 async fn get_list_and_delete_see_only_managed_pods() {
-    let (server, admin, ns) = setup("crud").await;
+    let (server, admin, ns) = serving_deployer("crud").await;
     let mut client = server.client();
     let web = deploy(
         &mut client,
@@ -733,7 +724,7 @@ async fn get_list_and_delete_see_only_managed_pods() {
 
 #[tokio::test]
 async fn a_missing_namespace_is_not_found_everywhere() {
-    let (server, _admin, _ns) = setup("unused").await;
+    let (server, _admin, _ns) = serving_deployer("unused").await;
     let mut client = server.client();
     let missing = support::unique("missing");
     let deploy_error = client
@@ -768,7 +759,7 @@ async fn a_missing_namespace_is_not_found_everywhere() {
 
 #[tokio::test]
 async fn a_taken_name_is_already_exists() {
-    let (server, _admin, ns) = setup("taken").await;
+    let (server, _admin, ns) = serving_deployer("taken").await;
     let mut client = server.client();
     let request = pb::DeployRequest {
         name: "web".into(),
@@ -782,7 +773,7 @@ async fn a_taken_name_is_already_exists() {
 
 #[tokio::test]
 async fn a_dry_run_goes_through_admission_and_creates_nothing() {
-    let (server, admin, ns) = setup("dryrun").await;
+    let (server, admin, ns) = serving_deployer("dryrun").await;
     let mut client = server.client();
     let answer = client
         .deploy(pb::DeployRequest {
@@ -933,7 +924,7 @@ async fn streams_beyond_the_maximum_are_resource_exhausted() {
 
 #[tokio::test]
 async fn shutdown_ends_open_streams_with_a_final_message() {
-    let (server, _admin, ns) = setup("shutdown").await;
+    let (server, _admin, ns) = serving_deployer("shutdown").await;
     let mut client = server.client();
     let mut stream = watch(&mut client, &ns, "anything", pb::Until::None).await;
     stream.message().await.expect("a snapshot").expect("one");

@@ -227,6 +227,17 @@ pub async fn create_namespace(client: &Client, prefix: &str, labels: &[(&str, &s
     name
 }
 
+/// A deployer serving on the shared cluster (the shared test credentials), an admin client,
+/// and a fresh namespace named after `prefix`.
+pub async fn serving_deployer(prefix: &str) -> (RunningDeployer, Client, String) {
+    let cluster = TestCluster::shared();
+    let admin = cluster.client().await;
+    let namespace = create_namespace(&admin, prefix, &[]).await;
+    let server = RunningDeployer::start(cluster, k8s_deployer::Config::default()).await;
+    server.wait_serving().await;
+    (server, admin, namespace)
+}
+
 /// Create `pod` in a new namespace of its own; return the namespace and its pods API.
 pub async fn create_pod_in_new_namespace(
     client: &Client,

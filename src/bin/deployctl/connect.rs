@@ -10,6 +10,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use crate::args::Connection;
+use k8s_deployer::error::chain;
+
 use crate::exit::Failure;
 
 /// How long connecting (TCP and the TLS handshake) may take.
@@ -125,21 +127,6 @@ fn bearer_value(connection: &Connection) -> Result<Option<MetadataValue<Ascii>>,
 fn read(path: &Path, flag: &str) -> Result<Vec<u8>, Failure> {
     std::fs::read(path)
         .map_err(|error| Failure::bad_input(format!("{flag} {}: {error}", path.display())))
-}
-
-/// An error and its sources, "a: b: c" (tonic's transport error says only "transport error").
-pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
