@@ -13,7 +13,6 @@
 //!
 //! [`Caller`]: crate::domain::Caller
 
-mod base64url;
 mod certificate;
 mod jwks;
 mod jwt;

@@ -1,6 +1,7 @@
 //! The JSON Web Key Set that RS256 and ES256 tokens are verified against: parsing, loading
 //! from a file or a URL, and reloading when a token names a key we do not have.
 
+use serde::Deserialize as _;
 use std::{
     path::PathBuf,
     sync::{
@@ -10,11 +11,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse, RSAKeyParameters,
+};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 use tracing::{debug, warn};
 
-use super::{AuthError, base64url, clip};
+use super::{AuthError, clip};
 
 /// How long fetching a JWKS from its URL may take, connection included.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -92,6 +97,9 @@ impl KeySet {
     /// curves, encryption keys, algorithms other than RS256/ES256, weak or malformed keys) are
     /// skipped; a set left with no usable key is an error.
     pub(super) fn parse(json: &[u8]) -> Result<Self, AuthError> {
+        // Not `JwkSet` in one go: one key the library cannot read (a key type it does not
+        // know, a `kid` that is not a string) would fail the whole set, and every good key
+        // with it. The library reads each key on its own instead.
         let document: Value = serde_json::from_slice(json)
             .map_err(|_| AuthError::JwksUnavailable("jwks is not valid json".into()))?;
         let Some(entries) = document.get("keys").and_then(Value::as_array) else {
@@ -156,52 +164,80 @@ impl KeySet {
 }
 
 /// Turns one JWK into a usable key, or says (without key material) why it is skipped.
-fn parse_key(jwk: &Value) -> Result<JwksKey, String> {
-    let field = |name: &str| jwk.get(name).and_then(Value::as_str);
-    if !jwk.is_object() {
-        return Err("not a json object".into());
+///
+/// The library reads the JWK; what is checked here is what this service requires of a key
+/// beyond being well-formed: for signatures, of a type and curve we verify with, restricted
+/// to nothing but that algorithm, and not weak.
+fn parse_key(entry: &Value) -> Result<JwksKey, String> {
+    let jwk = Jwk::deserialize(entry).map_err(|_| "not a well-formed jwk".to_owned())?;
+    match &jwk.common.public_key_use {
+        None | Some(PublicKeyUse::Signature) => {}
+        Some(other) => return Err(format!("use is {other:?}, not \"sig\"")),
     }
-    if let Some(usage) = jwk.get("use")
-        && usage.as_str() != Some("sig")
-    {
-        return Err(format!("use is {usage}, not \"sig\""));
-    }
-    let kid = match jwk.get("kid") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(kid)) => Some(kid.clone()),
-        Some(_) => return Err("kid is not a string".into()),
-    };
-    let (kind, key) = match field("kty") {
-        Some("RSA") => (KeyKind::Rsa, rsa_key(field("n"), field("e"))?),
-        Some("EC") => match field("crv") {
-            Some("P-256") => (KeyKind::EcP256, ec_p256_key(field("x"), field("y"))?),
-            _ => return Err("ec curve is not P-256".into()),
-        },
+    let kind = match &jwk.algorithm {
+        AlgorithmParameters::RSA(rsa) => {
+            check_rsa(rsa)?;
+            KeyKind::Rsa
+        }
+        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
+            let (Ok(x), Ok(y)) = (URL_SAFE_NO_PAD.decode(&ec.x), URL_SAFE_NO_PAD.decode(&ec.y))
+            else {
+                return Err("ec x or y is not base64url".into());
+            };
+            if x.len() != 32 || y.len() != 32 {
+                return Err("ec x or y is not 32 bytes".into());
+            }
+            KeyKind::EcP256
+        }
+        AlgorithmParameters::EllipticCurve(_) => return Err("ec curve is not P-256".into()),
         // Symmetric ("oct") keys are never taken from a JWKS: HS256 uses only the configured
         // secret, so a published key set can never turn into an HMAC secret.
-        Some(other) => return Err(format!("key type {:?} is not used", clip(other, 16))),
-        None => return Err("no kty".into()),
+        AlgorithmParameters::OctetKey(_) => return Err("key type \"oct\" is not used".into()),
+        AlgorithmParameters::OctetKeyPair(_) => {
+            return Err("key type \"OKP\" is not used".into());
+        }
+        AlgorithmParameters::Other(other) => {
+            return Err(match other.fields.get("kty").and_then(Value::as_str) {
+                Some(kty) => format!(
+                    "key type {:?} is not used, or its parameters are incomplete",
+                    clip(kty, 16)
+                ),
+                None => "no kty".into(),
+            });
+        }
+        _ => return Err("key type is not used".into()),
     };
     // A key restricted to another algorithm (RS384, PS256, ...) must not verify RS256/ES256;
     // once past this check a key's kind alone decides which algorithm it verifies.
-    match jwk.get("alg") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(alg)) if alg == algorithm_name(kind.algorithm()) => {}
-        Some(alg) => {
-            return Err(format!(
-                "alg {alg} is not {}",
-                algorithm_name(kind.algorithm())
-            ));
-        }
+    let wanted = kind.algorithm();
+    match &jwk.common.key_algorithm {
+        None => {}
+        Some(KeyAlgorithm::RS256) if wanted == Algorithm::RS256 => {}
+        Some(KeyAlgorithm::ES256) if wanted == Algorithm::ES256 => {}
+        Some(alg) => return Err(format!("alg {alg} is not {}", algorithm_name(wanted))),
     }
-    Ok(JwksKey { kid, kind, key })
+    let key = DecodingKey::from_jwk(&jwk).map_err(|_| "the key does not decode".to_owned())?;
+    if kind == KeyKind::EcP256 {
+        // Building a verifier parses the point; one that is not on the curve fails here, at
+        // load time, instead of turning every token signed "with" it into a bad signature
+        // later. The signature is deliberately junk: only whether the verifier could be built
+        // matters.
+        jsonwebtoken::crypto::verify("AA", b"", &key, Algorithm::ES256)
+            .map_err(|_| "ec point is not on P-256".to_owned())?;
+    }
+    Ok(JwksKey {
+        kid: jwk.common.key_id,
+        kind,
+        key,
+    })
 }
 
-fn rsa_key(n: Option<&str>, e: Option<&str>) -> Result<DecodingKey, String> {
-    let (Some(n), Some(e)) = (n, e) else {
-        return Err("rsa key without n or e".into());
-    };
-    let (Some(n), Some(e)) = (base64url::decode(n), base64url::decode(e)) else {
+/// Refuses RSA keys too weak to trust or beyond what the verifier (the `rsa` crate) accepts.
+fn check_rsa(rsa: &RSAKeyParameters) -> Result<(), String> {
+    let (Ok(n), Ok(e)) = (
+        URL_SAFE_NO_PAD.decode(&rsa.n),
+        URL_SAFE_NO_PAD.decode(&rsa.e),
+    ) else {
         return Err("rsa n or e is not base64url".into());
     };
     let bits = significant_bits(&n);
@@ -211,27 +247,7 @@ fn rsa_key(n: Option<&str>, e: Option<&str>) -> Result<DecodingKey, String> {
     if significant_bits(&e) < 2 {
         return Err("rsa exponent is too small".into());
     }
-    Ok(DecodingKey::from_rsa_raw_components(&n, &e))
-}
-
-fn ec_p256_key(x: Option<&str>, y: Option<&str>) -> Result<DecodingKey, String> {
-    let (Some(x_text), Some(y_text)) = (x, y) else {
-        return Err("ec key without x or y".into());
-    };
-    let (Some(x), Some(y)) = (base64url::decode(x_text), base64url::decode(y_text)) else {
-        return Err("ec x or y is not base64url".into());
-    };
-    if x.len() != 32 || y.len() != 32 {
-        return Err("ec x or y is not 32 bytes".into());
-    }
-    let key = DecodingKey::from_ec_components(x_text, y_text)
-        .map_err(|_| "ec x or y is not base64url".to_string())?;
-    // Building a verifier parses the point; one that is not on the curve fails here, at load
-    // time, instead of turning every token signed "with" it into a bad signature later.
-    // The signature is deliberately junk: only whether the verifier could be built matters.
-    jsonwebtoken::crypto::verify("AA", b"", &key, Algorithm::ES256)
-        .map_err(|_| "ec point is not on P-256".to_string())?;
-    Ok(key)
+    Ok(())
 }
 
 /// The number of bits from the most significant set bit of a big-endian integer.
@@ -519,7 +535,8 @@ mod tests {
         let n = test_keys::RSA_A_N;
         let (x, y) = (test_keys::EC_A_X, test_keys::EC_A_Y);
         let table = [
-            (json!({"kty": "RSA", "n": n}), "without n or e"),
+            // Read by the library; what it cannot read is skipped as a whole.
+            (json!({"kty": "RSA", "n": n}), "incomplete"),
             (
                 json!({"kty": "RSA", "n": "++", "e": "AQAB"}),
                 "not base64url",
@@ -538,7 +555,10 @@ mod tests {
                 json!({"kty": "RSA", "n": n, "e": "AQAB", "alg": "RS512"}),
                 "alg",
             ),
-            (json!({"kty": "RSA", "n": n, "e": "AQAB", "kid": 7}), "kid"),
+            (
+                json!({"kty": "RSA", "n": n, "e": "AQAB", "kid": 7}),
+                "not a well-formed jwk",
+            ),
             (
                 json!({"kty": "EC", "crv": "P-256", "x": "AAAA", "y": y}),
                 "32 bytes",

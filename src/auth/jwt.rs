@@ -4,15 +4,16 @@
 use std::{
     fmt,
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, UNIX_EPOCH},
 };
 
-use jsonwebtoken::{Algorithm, DecodingKey};
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use serde_json::{Map, Value};
 use tracing::debug;
 
 use super::{
-    AuthError, base64url, clip,
+    AuthError, clip,
     jwks::{JwksSource, KeyKind, KeyStore, Lookup, algorithm_name},
 };
 use crate::domain::{Caller, Credential};
@@ -120,7 +121,9 @@ pub struct JwtVerifier {
 struct Inner {
     issuer: String,
     audiences: Vec<String>,
-    leeway: Duration,
+    /// The claim checks (iss, aud, exp, nbf, leeway, required claims), done by the library;
+    /// `algorithms` is set per token to the one algorithm its key verifies.
+    validation: Validation,
     groups_claim: String,
     hs256: Option<DecodingKey>,
     jwks: Option<KeyStore>,
@@ -145,6 +148,7 @@ impl JwtVerifier {
     /// the JWKS cannot be loaded or holds no usable key.
     pub async fn new(settings: JwtSettings) -> Result<Self, AuthError> {
         settings.check()?;
+        let validation = claim_validation(&settings);
         let jwks = match settings.jwks {
             Some(source) => Some(KeyStore::new(source, settings.min_refresh_interval).await?),
             None => None,
@@ -153,7 +157,7 @@ impl JwtVerifier {
             inner: Arc::new(Inner {
                 issuer: settings.issuer,
                 audiences: settings.audiences,
-                leeway: settings.leeway,
+                validation,
                 groups_claim: settings.groups_claim,
                 hs256: settings
                     .hs256_secret
@@ -183,11 +187,14 @@ impl JwtVerifier {
             return Err(malformed("token is too long"));
         }
         let mut parts = token.split('.');
-        let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        let (Some(header_b64), Some(_payload), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(malformed("not three dot-separated parts"));
         };
+        // The header is read here, before the library sees the token, so that a refused `alg`
+        // is named (the library has no variant for `none`, say) and a key is picked by our
+        // rules; the claims are left to the library.
         let header = json_object(header_b64, "header")?;
         let algorithm = allowed_algorithm(&header)?;
         if header.contains_key("crit") {
@@ -199,36 +206,47 @@ impl JwtVerifier {
             Some(Value::String(kid)) => Some(kid.as_str()),
             Some(_) => return Err(malformed("kid is not a string")),
         };
-        // The signed message is the first two parts exactly as sent.
-        let message = &token[..header_b64.len() + 1 + payload_b64.len()];
+        // Told apart here, as the library reports an undecodable signature and undecodable
+        // claims alike: a signature that is not even base64url proves nothing.
+        if URL_SAFE_NO_PAD.decode(signature_b64).is_err() {
+            return Err(AuthError::BadSignature);
+        }
 
-        match algorithm {
+        let claims = match algorithm {
             TokenAlgorithm::Hs256 => {
                 // Never a JWKS key: with no secret, an attacker could otherwise sign HS256 with
                 // a published RSA key as the "secret" (key confusion).
                 let Some(secret) = &self.inner.hs256 else {
                     return Err(AuthError::AlgorithmNotAllowed("HS256".into()));
                 };
-                check_signature(signature_b64, message, secret, Algorithm::HS256)?;
+                self.decode(token, secret, Algorithm::HS256)?
             }
-            TokenAlgorithm::Asymmetric(kind) => {
-                self.check_with_jwks(kind, kid, signature_b64, message)
-                    .await?;
-            }
-        }
-
-        // Only claims whose signature checked out are read.
-        let claims = json_object(payload_b64, "payload")?;
-        self.caller_from_claims(&claims, SystemTime::now())
+            TokenAlgorithm::Asymmetric(kind) => self.decode_with_jwks(token, kind, kid).await?,
+        };
+        self.caller_from_claims(&claims)
     }
 
-    async fn check_with_jwks(
+    /// Verifies the signature with `key` and checks the claims (the library does both, the
+    /// signature first), returning the claims.
+    fn decode(
         &self,
+        token: &str,
+        key: &DecodingKey,
+        algorithm: Algorithm,
+    ) -> Result<Map<String, Value>, AuthError> {
+        let mut validation = self.inner.validation.clone();
+        validation.algorithms = vec![algorithm];
+        jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation)
+            .map(|data| data.claims)
+            .map_err(|error| refusal(error.kind()))
+    }
+
+    async fn decode_with_jwks(
+        &self,
+        token: &str,
         kind: KeyKind,
         kid: Option<&str>,
-        signature_b64: &str,
-        message: &str,
-    ) -> Result<(), AuthError> {
+    ) -> Result<Map<String, Value>, AuthError> {
         let alg = algorithm_name(kind.algorithm());
         let Some(store) = &self.inner.jwks else {
             return Err(AuthError::AlgorithmNotAllowed(alg.into()));
@@ -237,9 +255,7 @@ impl JwtVerifier {
         let mut reloaded = false;
         loop {
             match keys.find(kid, kind) {
-                Lookup::Found(key) => {
-                    return check_signature(signature_b64, message, key, kind.algorithm());
-                }
+                Lookup::Found(key) => return self.decode(token, key, kind.algorithm()),
                 Lookup::WrongKind => {
                     return Err(AuthError::KeyAlgorithmMismatch {
                         kid: clip(kid.unwrap_or_default(), 64),
@@ -262,47 +278,16 @@ impl JwtVerifier {
         })
     }
 
-    fn caller_from_claims(
-        &self,
-        claims: &Map<String, Value>,
-        now: SystemTime,
-    ) -> Result<Caller, AuthError> {
+    /// The caller named by claims the library has verified and checked.
+    fn caller_from_claims(&self, claims: &Map<String, Value>) -> Result<Caller, AuthError> {
         let inner = &*self.inner;
-        let now = now
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_secs_f64();
-        let leeway = inner.leeway.as_secs_f64();
-
-        let exp = numeric_date(claims, "exp")?.ok_or(AuthError::MissingClaim("exp"))?;
-        if now >= exp + leeway {
-            return Err(AuthError::Expired);
-        }
-        if let Some(nbf) = numeric_date(claims, "nbf")?
-            && nbf > now + leeway
-        {
-            return Err(AuthError::NotYetValid);
+        // RFC 7519 makes `iss` one string; the library also accepts an array that holds ours.
+        if !claims.get("iss").is_some_and(Value::is_string) {
+            return Err(AuthError::WrongIssuer);
         }
 
-        match claims.get("iss") {
-            None | Some(Value::Null) => return Err(AuthError::MissingClaim("iss")),
-            Some(Value::String(iss)) if *iss == inner.issuer => {}
-            Some(_) => return Err(AuthError::WrongIssuer),
-        }
-
-        let audience_ok = match claims.get("aud") {
-            None | Some(Value::Null) => return Err(AuthError::MissingClaim("aud")),
-            Some(Value::String(aud)) => inner.audiences.contains(aud),
-            Some(Value::Array(auds)) => auds
-                .iter()
-                .filter_map(Value::as_str)
-                .any(|aud| inner.audiences.iter().any(|ours| ours == aud)),
-            Some(_) => return Err(malformed("aud is not a string or an array")),
-        };
-        if !audience_ok {
-            return Err(AuthError::WrongAudience);
-        }
-
+        // Not among the library's required claims: an empty or non-string subject names no
+        // one, and it is read here anyway.
         let subject = match claims.get("sub") {
             Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
             None | Some(Value::Null) | Some(Value::String(_)) => {
@@ -319,8 +304,11 @@ impl JwtVerifier {
         }
         dedup_in_order(&mut groups);
 
-        let expires_at = Duration::try_from_secs_f64(exp)
-            .ok()
+        // The library required `exp` and checked it is a time that has not passed.
+        let expires_at = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .and_then(|exp| Duration::try_from_secs_f64(exp).ok())
             .and_then(|since_epoch| UNIX_EPOCH.checked_add(since_epoch))
             .ok_or_else(|| malformed("exp is out of range"))?;
 
@@ -330,6 +318,52 @@ impl JwtVerifier {
             expires_at: Some(expires_at),
             credential: Credential::BearerToken,
         })
+    }
+}
+
+/// The claim checks every token gets, whatever its algorithm.
+fn claim_validation(settings: &JwtSettings) -> Validation {
+    let mut validation = Validation::default();
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.validate_aud = true;
+    validation.leeway = settings.leeway.as_secs();
+    validation.set_issuer(&[&settings.issuer]);
+    validation.set_audience(&settings.audiences);
+    validation
+}
+
+/// Our reason for a token the library refused. Its texts are not used: some quote the token.
+fn refusal(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+            "exp" => AuthError::MissingClaim("exp"),
+            "iss" => AuthError::MissingClaim("iss"),
+            "aud" => AuthError::MissingClaim("aud"),
+            _ => malformed("a required claim is missing"),
+        },
+        ErrorKind::InvalidClaimFormat(claim) => match claim.as_str() {
+            "exp" => malformed("exp is not a number"),
+            "nbf" => malformed("nbf is not a number"),
+            _ => malformed("a claim has the wrong type"),
+        },
+        // The signature was checked first, and decoded (`verify_inner`): these concern the
+        // header or the claims.
+        ErrorKind::Base64(_) => malformed("claims are not base64url"),
+        ErrorKind::Json(_) | ErrorKind::Utf8(_) => malformed("header or claims do not parse"),
+        ErrorKind::InvalidToken => malformed("not a jwt"),
+        ErrorKind::InvalidSignature => AuthError::BadSignature,
+        // The key cannot be used (e.g. an RSA exponent the verifier refuses): the token is not
+        // proven.
+        other => {
+            debug!(error = ?other, "signature could not be checked");
+            AuthError::BadSignature
+        }
     }
 }
 
@@ -351,8 +385,9 @@ fn malformed(why: &str) -> AuthError {
 /// Decodes one base64url part of a token into a JSON object.
 fn json_object(part: &str, name: &str) -> Result<Map<String, Value>, AuthError> {
     // Fixed texts only: the decoders' own messages may quote bytes of the token.
-    let bytes =
-        base64url::decode(part).ok_or_else(|| malformed(&format!("{name} is not base64url")))?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| malformed(&format!("{name} is not base64url")))?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(object)) => Ok(object),
         _ => Err(malformed(&format!("{name} is not a json object"))),
@@ -374,35 +409,6 @@ fn allowed_algorithm(header: &Map<String, Value>) -> Result<TokenAlgorithm, Auth
         "ES256" => Ok(TokenAlgorithm::Asymmetric(KeyKind::EcP256)),
         "HS256" => Ok(TokenAlgorithm::Hs256),
         other => Err(AuthError::AlgorithmNotAllowed(clip(other, 32))),
-    }
-}
-
-fn check_signature(
-    signature_b64: &str,
-    message: &str,
-    key: &DecodingKey,
-    algorithm: Algorithm,
-) -> Result<(), AuthError> {
-    match jsonwebtoken::crypto::verify(signature_b64, message.as_bytes(), key, algorithm) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(AuthError::BadSignature),
-        // The signature part is not base64url, or the key cannot be used (e.g. an RSA
-        // exponent the verifier refuses); either way the token is not proven.
-        Err(err) => {
-            debug!(error = %err, "signature could not be checked");
-            Err(AuthError::BadSignature)
-        }
-    }
-}
-
-/// A NumericDate claim (seconds since the epoch, possibly fractional), if present.
-fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<f64>, AuthError> {
-    match claims.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(value) => match value.as_f64() {
-            Some(seconds) if seconds.is_finite() => Ok(Some(seconds)),
-            _ => Err(malformed(&format!("{name} is not a number"))),
-        },
     }
 }
 
@@ -444,13 +450,14 @@ mod tests {
     };
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
     use jsonwebtoken::{Algorithm, EncodingKey, Header};
     use serde_json::{Value, json};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::{JwtSettings, JwtVerifier};
     use crate::auth::{
-        AuthError, JwksSource, base64url,
+        AuthError, JwksSource,
         test_keys::{self, TempFile},
     };
     use crate::domain::{Caller, Credential};
@@ -527,8 +534,8 @@ mod tests {
     fn raw_token(header: &str, payload: &str, key: Option<(&EncodingKey, Algorithm)>) -> String {
         let message = format!(
             "{}.{}",
-            base64url::encode(header.as_bytes()),
-            base64url::encode(payload.as_bytes())
+            URL_SAFE_NO_PAD.encode(header.as_bytes()),
+            URL_SAFE_NO_PAD.encode(payload.as_bytes())
         );
         let signature = match key {
             Some((key, alg)) => {
@@ -761,10 +768,16 @@ mod tests {
                 without(base.clone(), "exp"),
                 Err(AuthError::MissingClaim("exp")),
             ),
+            // The library takes an exp that is not a number for none.
             (
                 "exp not a number",
                 with(base.clone(), "exp", json!("tomorrow")),
-                Err(AuthError::MalformedToken("exp is not a number".into())),
+                Err(AuthError::MissingClaim("exp")),
+            ),
+            (
+                "nbf not a number",
+                with(base.clone(), "nbf", json!("tomorrow")),
+                Err(AuthError::MalformedToken("nbf is not a number".into())),
             ),
             (
                 "nbf in the future",
@@ -882,7 +895,7 @@ mod tests {
 
         // A genuine token whose claims were swapped afterwards.
         let genuine = sign(Algorithm::ES256, Some("ec"), &ec_a(), &claims);
-        let forged_claims = base64url::encode(
+        let forged_claims = URL_SAFE_NO_PAD.encode(
             with(claims.clone(), "sub", json!("admin"))
                 .to_string()
                 .as_bytes(),
