@@ -17,12 +17,14 @@ mod certificate;
 mod jwks;
 mod jwt;
 pub mod layer;
+mod peer;
 #[cfg(test)]
 mod test_keys;
 
 pub use certificate::caller_from_certificate;
 pub use jwks::JwksSource;
 pub use jwt::{JwtSettings, JwtVerifier};
+pub use peer::PeerInfo;
 
 /// Why a caller could not be authenticated, or the verifier could not be set up.
 ///

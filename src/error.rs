@@ -1,39 +1,25 @@
-//! The crate's error type and the one place that decides which gRPC status
+//! The crate's error types and the one place that decides which gRPC status
 //! code each failure becomes.
+//!
+//! Two types, because they meet different readers: [`enum@Error`] is what a call can fail
+//! with, and maps to the `tonic::Status` its caller gets; [`StartupError`] is what keeps the
+//! server from starting (or running), and goes to the operator through `main`.
 
-use std::{io, net::SocketAddr, path::PathBuf, time::Duration};
+mod startup;
+
+use std::time::Duration;
 
 use crate::domain::Violations;
+
+pub use startup::StartupError;
 
 /// Result with the crate's [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can fail in k8s-deployer.
+/// Why a call failed: every variant is something a caller can meet, and maps to the gRPC
+/// status it is answered with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A kubeconfig file could not be read or parsed.
-    #[error("reading kubeconfig {}", path.display())]
-    KubeconfigRead {
-        /// The file that failed.
-        path: PathBuf,
-        /// What went wrong.
-        #[source]
-        source: kube::config::KubeconfigError,
-    },
-
-    /// A client configuration could not be built from the kubeconfig (for
-    /// instance the requested context does not exist).
-    #[error("loading Kubernetes client configuration from kubeconfig")]
-    KubeconfigLoad(#[source] kube::config::KubeconfigError),
-
-    /// Neither an in-cluster configuration nor a kubeconfig was usable.
-    #[error("inferring Kubernetes client configuration")]
-    KubeConfigInfer(#[source] kube::config::InferConfigError),
-
-    /// The Kubernetes client could not be built from its configuration.
-    #[error("building the Kubernetes client")]
-    KubeClient(#[source] kube::Error),
-
     /// A call to the Kubernetes API server failed while doing `action` (our words, safe to
     /// show a caller, e.g. `creating pod "web" in namespace "team-a"`).
     #[error("{action}")]
@@ -159,77 +145,6 @@ pub enum Error {
         /// The admission's reason, e.g. `violates PodSecurity "restricted:latest": ...`.
         reason: String,
     },
-
-    /// The configuration is incomplete or contradictory.
-    #[error("{0}")]
-    Configuration(String),
-
-    /// A TLS file could not be loaded.
-    #[error("loading TLS file {}: {reason}", path.display())]
-    TlsConfig {
-        /// The file.
-        path: PathBuf,
-        /// Why it does not load.
-        reason: String,
-    },
-
-    /// The audit log file could not be opened.
-    #[error("opening the audit log {}", path.display())]
-    AuditLog {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        #[source]
-        source: io::Error,
-    },
-
-    /// The policy file is missing or invalid.
-    #[error("loading the policy")]
-    Policy(#[source] crate::policy::PolicyError),
-
-    /// The token verification could not be set up (the JWKS does not load, say).
-    #[error("setting up token verification")]
-    AuthSetup(#[source] crate::auth::AuthError),
-
-    /// The gRPC listener could not be bound.
-    #[error("binding the gRPC listener to {addr}")]
-    Bind {
-        /// The address that could not be bound.
-        addr: SocketAddr,
-        /// What went wrong.
-        #[source]
-        source: io::Error,
-    },
-
-    /// The gRPC server failed while serving.
-    #[error("serving gRPC")]
-    Transport(#[source] tonic::transport::Error),
-
-    /// The gRPC reflection service could not be built from the descriptor set.
-    #[error("building the gRPC reflection service")]
-    Reflection(#[source] tonic_reflection::server::Error),
-
-    /// The process signal handlers could not be installed.
-    #[error("installing signal handlers")]
-    Signal(#[source] io::Error),
-
-    /// A second shutdown signal arrived before the graceful shutdown finished.
-    #[error("second shutdown signal received, stopped without draining")]
-    ForcedShutdown,
-
-    /// The log filter does not parse.
-    #[error("invalid log filter {filter:?}")]
-    LogFilter {
-        /// The filter as given.
-        filter: String,
-        /// Why it does not parse.
-        #[source]
-        source: tracing_subscriber::filter::ParseError,
-    },
-
-    /// The tracing subscriber could not be installed.
-    #[error("installing the tracing subscriber")]
-    TelemetryInit(#[source] tracing_subscriber::util::TryInitError),
 }
 
 impl Error {
@@ -252,22 +167,6 @@ impl Error {
             }
             Self::ShuttingDown | Self::WatchNotSynced(_) => tonic::Code::Unavailable,
             Self::WatchForbidden(_) => tonic::Code::PermissionDenied,
-            Self::KubeconfigRead { .. }
-            | Self::KubeconfigLoad(_)
-            | Self::KubeConfigInfer(_)
-            | Self::KubeClient(_)
-            | Self::Bind { .. }
-            | Self::Transport(_)
-            | Self::Reflection(_)
-            | Self::Signal(_)
-            | Self::ForcedShutdown
-            | Self::LogFilter { .. }
-            | Self::TelemetryInit(_)
-            | Self::Configuration(_)
-            | Self::TlsConfig { .. }
-            | Self::AuditLog { .. }
-            | Self::Policy(_)
-            | Self::AuthSetup(_) => tonic::Code::Internal,
         }
     }
 }
@@ -390,20 +289,15 @@ impl Error {
             | Self::ImageNotAllowed(_)
             | Self::ImageRefused(_)
             | Self::PodSecurityRejected { .. } => self.to_string(),
-            _ => public_message(code).to_owned(),
         }
     }
 }
 
+/// What the caller is told. Logging the failure, with its cause chain, is the caller of this
+/// conversion's job (the gRPC service logs one line per call), so that it is logged once.
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
         let code = error.code();
-        let cause = chain(&error);
-        if code == tonic::Code::Internal {
-            tracing::error!(error = %cause, "request failed");
-        } else {
-            tracing::warn!(error = %cause, code = ?code, "request failed");
-        }
         let message = error.caller_message(code);
         if let Error::InvalidRequest(violations) = &error {
             use tonic_types::{ErrorDetails, StatusExt as _};
@@ -460,19 +354,6 @@ mod tests {
                 kube_error(kube::Error::LinesCodecMaxLineLengthExceeded),
                 Code::Internal,
             ),
-            (Error::KubeClient(kube::Error::TlsRequired), Code::Internal),
-            (
-                Error::KubeconfigLoad(kube::config::KubeconfigError::CurrentContextNotSet),
-                Code::Internal,
-            ),
-            (
-                Error::Bind {
-                    addr: "127.0.0.1:1".parse().expect("valid address"),
-                    source: io::Error::from(io::ErrorKind::AddrInUse),
-                },
-                Code::Internal,
-            ),
-            (Error::ForcedShutdown, Code::Internal),
             (Error::NamespaceNotFound("x".into()), Code::NotFound),
             (
                 Error::NameTaken {
@@ -514,7 +395,6 @@ mod tests {
                 },
                 Code::FailedPrecondition,
             ),
-            (Error::Configuration("no TLS".into()), Code::Internal),
             (Error::ShuttingDown, Code::Unavailable),
         ];
         for (error, code) in cases {
@@ -540,23 +420,12 @@ mod tests {
 
     #[test]
     fn internal_errors_get_a_generic_message() {
-        let status = tonic::Status::from(Error::Bind {
-            addr: "127.0.0.1:50051".parse().expect("valid address"),
-            source: io::Error::from(io::ErrorKind::PermissionDenied),
-        });
+        // The deployer's own credentials rejected: nothing of the API server's answer is told.
+        let status = tonic::Status::from(api_error(401, "token for system:serviceaccount:x:y"));
         assert_eq!(status.code(), Code::Internal);
-        assert_eq!(status.message(), "internal error");
-    }
-
-    #[test]
-    fn chain_includes_every_cause() {
-        let error = Error::Bind {
-            addr: "127.0.0.1:1".parse().expect("valid address"),
-            source: io::Error::new(io::ErrorKind::AddrInUse, "address in use"),
-        };
         assert_eq!(
-            chain(&error),
-            "binding the gRPC listener to 127.0.0.1:1: address in use"
+            status.message(),
+            "creating pod \"web\" in namespace \"ns\": internal error"
         );
     }
 

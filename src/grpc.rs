@@ -16,14 +16,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::audit::{AuditEvent, AuditLog, AuditSubject};
+use crate::auth::PeerInfo;
 use crate::domain::spec::PodSecurityProfile;
 use crate::domain::validate::{validate_namespace, validate_pod_name};
 use crate::domain::{Caller, FieldViolation, LabelSelector, PodState, Violations};
+use crate::error::code_name;
 use crate::hub::{Filter, PodView, StatusHub};
 use crate::k8s::ClusterPods;
 use crate::policy::{Action, Policy};
 use crate::proto::deployer::v1 as pb;
-use crate::server::tls::PeerInfo;
 use crate::{Error, Result};
 
 /// Settings of the service that come from the configuration.
@@ -114,6 +115,11 @@ impl DeployerService {
     /// Runs a call and accounts for it: one log line and one audit record, with its outcome
     /// and latency. `pod_of` names the pod a successful call was about, when the request did
     /// not (Deploy with a generated name).
+    ///
+    /// The log line is the only one for the call: at info when it succeeded, at warn when it
+    /// failed for a reason a caller can act on, at error when it failed internally, then with
+    /// the full cause chain (which the caller is never sent). The handler's span carries
+    /// what the call was about.
     async fn audited<T>(
         &self,
         mut call: CallInfo,
@@ -124,33 +130,36 @@ impl DeployerService {
         let result = work.await;
         let latency = started.elapsed();
         let elapsed_ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
+        let method = call.method;
+        let subject = call.caller.as_ref().map(|c| c.subject.as_str());
         let (result, code, reason) = match result {
             Ok(value) => {
                 if let Some(pod) = pod_of(&value) {
+                    tracing::Span::current().record("name", pod.as_str());
                     call.subject.pod = pod;
                 }
+                tracing::info!(method, subject, elapsed_ms, code = "OK", "call");
                 (Ok(value), tonic::Code::Ok, String::new())
             }
             Err(error) => {
+                let cause = crate::error::chain(&error);
                 let status = Status::from(error);
-                let reason = match status.code() {
+                let code = status.code();
+                let code_text = code_name(code);
+                if code == tonic::Code::Internal {
+                    tracing::error!(method, subject, elapsed_ms, code = code_text, error = %cause, "call failed");
+                } else {
+                    tracing::warn!(method, subject, elapsed_ms, code = code_text, error = %cause, "call failed");
+                }
+                let reason = match code {
                     tonic::Code::Unauthenticated
                     | tonic::Code::PermissionDenied
                     | tonic::Code::FailedPrecondition => status.message().to_owned(),
                     _ => String::new(),
                 };
-                (Err(status.clone()), status.code(), reason)
+                (Err(status), code, reason)
             }
         };
-        tracing::info!(
-            method = call.method,
-            namespace = %call.subject.namespace,
-            name = %call.subject.pod,
-            subject = call.caller.as_ref().map(|c| c.subject.as_str()),
-            elapsed_ms,
-            code = ?code,
-            "call"
-        );
         self.audit.record(&AuditEvent {
             caller: call.caller.as_ref(),
             source: call.source,
@@ -275,6 +284,11 @@ fn pod_status(state: PodState) -> pb::PodStatus {
 
 #[tonic::async_trait]
 impl pb::deployer_service_server::DeployerService for DeployerService {
+    #[tracing::instrument(skip_all, fields(
+        namespace = %request.get_ref().namespace,
+        name = %request.get_ref().name,
+        request_id = %request.get_ref().request_id,
+    ))]
     async fn deploy(
         &self,
         request: Request<pb::DeployRequest>,
@@ -291,6 +305,10 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
         .map(Response::new)
     }
 
+    #[tracing::instrument(skip_all, fields(
+        namespace = %request.get_ref().namespace,
+        name = %request.get_ref().name,
+    ))]
     async fn get_status(
         &self,
         request: Request<pb::GetStatusRequest>,
@@ -312,6 +330,10 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
         self.audited(call, work, |_| None).await.map(Response::new)
     }
 
+    #[tracing::instrument(skip_all, fields(
+        namespace = %request.get_ref().namespace,
+        label_selector = %request.get_ref().label_selector,
+    ))]
     async fn list_pods(
         &self,
         request: Request<pb::ListPodsRequest>,
@@ -331,6 +353,10 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
         self.audited(call, work, |_| None).await.map(Response::new)
     }
 
+    #[tracing::instrument(skip_all, fields(
+        namespace = %request.get_ref().namespace,
+        name = %request.get_ref().name,
+    ))]
     async fn delete_pod(
         &self,
         request: Request<pb::DeletePodRequest>,
@@ -361,6 +387,11 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
 
     type WatchStatusStream = ReceiverStream<std::result::Result<pb::WatchStatusResponse, Status>>;
 
+    #[tracing::instrument(skip_all, fields(
+        namespace = %request.get_ref().namespace,
+        name = %request.get_ref().name,
+        label_selector = %request.get_ref().label_selector,
+    ))]
     async fn watch_status(
         &self,
         request: Request<pb::WatchStatusRequest>,

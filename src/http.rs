@@ -23,12 +23,13 @@ use futures::{Stream, StreamExt as _};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
+use crate::auth::PeerInfo;
 use crate::auth::layer::Authenticator;
 use crate::domain::Caller;
 use crate::grpc::DeployerService;
 use crate::proto::deployer::v1 as pb;
 use crate::proto::deployer::v1::deployer_service_server::DeployerService as _;
-use crate::server::tls::{Conn, PeerInfo};
+use crate::server::tls::Conn;
 
 pub use prototype::{DeployAccepted, DeployBody, PodStatusBody, prototype_pod_name};
 

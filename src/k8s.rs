@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-use crate::{Error, Result};
+use crate::{Error, Result, StartupError};
 
 pub mod convert;
 pub mod pods;
@@ -68,7 +68,10 @@ impl ConfigSource {
 ///
 /// Fails when no configuration can be loaded or the client cannot be built
 /// from it.
-pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<kube::Client> {
+pub async fn client(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<kube::Client, StartupError> {
     let config = match ConfigSource::choose(kubeconfig, context) {
         ConfigSource::Files { paths, context } => {
             let merged = merge_kubeconfigs(&paths)?;
@@ -78,7 +81,7 @@ pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<
             };
             kube::Config::from_custom_kubeconfig(merged, &options)
                 .await
-                .map_err(Error::KubeconfigLoad)?
+                .map_err(StartupError::KubeconfigLoad)?
         }
         ConfigSource::DefaultFile { context } => {
             let options = KubeConfigOptions {
@@ -87,7 +90,7 @@ pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<
             };
             kube::Config::from_kubeconfig(&options)
                 .await
-                .map_err(Error::KubeconfigLoad)?
+                .map_err(StartupError::KubeconfigLoad)?
         }
         ConfigSource::Inferred => match kube::Config::incluster() {
             Ok(config) => config,
@@ -98,7 +101,7 @@ pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<
                 );
                 kube::Config::infer()
                     .await
-                    .map_err(Error::KubeConfigInfer)?
+                    .map_err(StartupError::KubeConfigInfer)?
             }
         },
     };
@@ -113,15 +116,15 @@ pub async fn client(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<
     // by the server well within it (see `k8s::watch`).
     config.read_timeout = Some(READ_TIMEOUT);
     config.reset_reader_on_write = true;
-    kube::Client::try_from(config).map_err(Error::KubeClient)
+    kube::Client::try_from(config).map_err(StartupError::KubeClient)
 }
 
 /// Reads and merges kubeconfig files; the first file to set a value wins.
-fn merge_kubeconfigs(paths: &[PathBuf]) -> Result<Kubeconfig> {
+fn merge_kubeconfigs(paths: &[PathBuf]) -> Result<Kubeconfig, StartupError> {
     paths
         .iter()
         .try_fold(Kubeconfig::default(), |merged, path| {
-            let read_error = |source| Error::KubeconfigRead {
+            let read_error = |source| StartupError::KubeconfigRead {
                 path: path.clone(),
                 source,
             };
@@ -192,7 +195,7 @@ mod tests {
             .map(drop)
             .expect_err("a missing file cannot be loaded");
         assert!(
-            matches!(&error, Error::KubeconfigRead { path, .. } if path == Path::new("/nonexistent/kubeconfig")),
+            matches!(&error, StartupError::KubeconfigRead { path, .. } if path == Path::new("/nonexistent/kubeconfig")),
             "{error:?}"
         );
     }
@@ -217,7 +220,7 @@ mod tests {
 
         ok.expect("current context loads");
         assert!(
-            matches!(missing, Err(Error::KubeconfigLoad(_))),
+            matches!(missing, Err(StartupError::KubeconfigLoad(_))),
             "{missing:?}"
         );
     }

@@ -6,7 +6,8 @@
 //!
 //! - [`config`]: command-line flags and their environment twins;
 //! - [`telemetry`]: tracing setup, plain or JSON output;
-//! - [`error`]: the crate's error type and its mapping to gRPC status codes;
+//! - [`error`]: the per-call error and its mapping to gRPC status codes, and the start-up
+//!   error;
 //! - [`proto`]: the generated code of the public protobuf contract;
 //! - [`domain`]: what a deployment asks for and what a pod's status means, free of
 //!   Kubernetes and gRPC types;
@@ -24,7 +25,7 @@
 //! Integration tests start the server in-process:
 //!
 //! ```no_run
-//! # async fn example() -> k8s_deployer::Result<()> {
+//! # async fn example() -> Result<(), k8s_deployer::StartupError> {
 //! use k8s_deployer::{Config, Server};
 //!
 //! let config = Config {
@@ -64,5 +65,5 @@ pub mod server;
 pub mod telemetry;
 
 pub use config::Config;
-pub use error::{Error, Result};
+pub use error::{Error, Result, StartupError};
 pub use server::Server;

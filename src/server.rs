@@ -7,14 +7,16 @@
 
 pub mod tls;
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr, pin::Pin, time::Duration};
 
 use tokio::{
     net::TcpListener,
     sync::{oneshot, watch},
     task::JoinHandle,
 };
+use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::{ServingStatus, server::HealthReporter};
+use tonic_reflection::server::{v1, v1alpha};
 use tracing::Instrument as _;
 
 use std::any::Any;
@@ -29,7 +31,7 @@ use crate::k8s::{ClusterPods, NamespaceWatch};
 use crate::policy::Policy;
 use crate::proto::deployer::v1::deployer_service_server::DeployerServiceServer;
 use crate::server::tls::{TlsFiles, TlsSource};
-use crate::{Config, Error, Result, error, k8s, proto};
+use crate::{Config, Result, StartupError, error, k8s, proto};
 
 /// First delay between two attempts to reach the API server.
 const READINESS_INITIAL_BACKOFF: Duration = Duration::from_millis(250);
@@ -53,7 +55,8 @@ pub struct Server {
     listener: TcpListener,
     local_addr: SocketAddr,
     health_listener: Option<TcpListener>,
-    http_listener: Option<TcpListener>,
+    /// The HTTP API's listener and the address it is bound to.
+    http_listener: Option<(TcpListener, SocketAddr)>,
     tls: Option<Arc<TlsSource>>,
     auth: Arc<Authenticator>,
     policy: Arc<Policy>,
@@ -64,7 +67,7 @@ pub struct Server {
 }
 
 /// The TLS files of the configuration: none only when plain text is asked for.
-fn tls_files(config: &Config) -> Result<Option<TlsFiles>> {
+fn tls_files(config: &Config) -> Result<Option<TlsFiles>, StartupError> {
     match (&config.tls_cert, &config.tls_key, config.plaintext) {
         (Some(cert), Some(key), false) => Ok(Some(TlsFiles {
             cert: cert.clone(),
@@ -78,10 +81,10 @@ fn tls_files(config: &Config) -> Result<Option<TlsFiles>> {
             );
             Ok(None)
         }
-        (_, _, true) => Err(Error::Configuration(
+        (_, _, true) => Err(StartupError::Configuration(
             "--plaintext cannot be combined with --tls-cert and --tls-key".to_owned(),
         )),
-        _ => Err(Error::Configuration(
+        _ => Err(StartupError::Configuration(
             "TLS is required: give --tls-cert and --tls-key (or --plaintext, for local \
              development only)"
                 .to_owned(),
@@ -111,12 +114,12 @@ fn jwks_url_is_safe_for_a_token(url: &str) -> bool {
 }
 
 /// Token verification, when the configuration accepts bearer tokens.
-async fn jwt_verifier(config: &Config) -> Result<Option<JwtVerifier>> {
+async fn jwt_verifier(config: &Config) -> Result<Option<JwtVerifier>, StartupError> {
     let jwks = match (&config.jwks_file, &config.jwks_url) {
         (Some(path), None) => Some(JwksSource::File(path.clone())),
         (None, Some(url)) => {
             if config.jwks_token_file.is_some() && !jwks_url_is_safe_for_a_token(url) {
-                return Err(Error::Configuration(format!(
+                return Err(StartupError::Configuration(format!(
                     "--jwks-token-file would send the token in plain text to {url}: use https \
                      (plain http only to a loopback address)"
                 )));
@@ -129,7 +132,7 @@ async fn jwt_verifier(config: &Config) -> Result<Option<JwtVerifier>> {
         }
         (None, None) => None,
         (Some(_), Some(_)) => {
-            return Err(Error::Configuration(
+            return Err(StartupError::Configuration(
                 "give one of --jwks-file and --jwks-url, not both".to_owned(),
             ));
         }
@@ -137,7 +140,7 @@ async fn jwt_verifier(config: &Config) -> Result<Option<JwtVerifier>> {
     let hs256_secret = match &config.jwt_hs256_secret_file {
         Some(path) => {
             let secret = std::fs::read(path).map_err(|source| {
-                Error::Configuration(format!(
+                StartupError::Configuration(format!(
                     "reading the HS256 secret file {}: {source}",
                     path.display()
                 ))
@@ -145,7 +148,7 @@ async fn jwt_verifier(config: &Config) -> Result<Option<JwtVerifier>> {
             // A trailing newline is an accident of how the file was written, not key material.
             let secret = secret.trim_ascii_end().to_vec();
             if secret.len() < 32 {
-                return Err(Error::Configuration(format!(
+                return Err(StartupError::Configuration(format!(
                     "the HS256 secret in {} must be at least 32 bytes",
                     path.display()
                 )));
@@ -158,12 +161,12 @@ async fn jwt_verifier(config: &Config) -> Result<Option<JwtVerifier>> {
         return Ok(None);
     }
     let Some(issuer) = config.jwt_issuer.clone() else {
-        return Err(Error::Configuration(
+        return Err(StartupError::Configuration(
             "--jwt-issuer is required to accept bearer tokens".to_owned(),
         ));
     };
     if config.jwt_audiences.is_empty() {
-        return Err(Error::Configuration(
+        return Err(StartupError::Configuration(
             "--jwt-audience is required to accept bearer tokens".to_owned(),
         ));
     }
@@ -176,7 +179,7 @@ async fn jwt_verifier(config: &Config) -> Result<Option<JwtVerifier>> {
     JwtVerifier::new(settings)
         .await
         .map(Some)
-        .map_err(Error::AuthSetup)
+        .map_err(StartupError::AuthSetup)
 }
 
 impl Server {
@@ -191,17 +194,17 @@ impl Server {
     ///
     /// Fails when no Kubernetes configuration can be loaded or the address
     /// cannot be bound.
-    pub async fn bind(config: &Config) -> Result<Self> {
+    pub async fn bind(config: &Config) -> Result<Self, StartupError> {
         let tls = tls_files(config)?
             .map(TlsSource::load)
             .transpose()?
             .map(Arc::new);
         let Some(policy_path) = &config.policy else {
-            return Err(Error::Configuration(
+            return Err(StartupError::Configuration(
                 "--policy is required: without a policy every call would be denied".to_owned(),
             ));
         };
-        let policy = Arc::new(Policy::load(policy_path).map_err(Error::Policy)?);
+        let policy = Arc::new(Policy::load(policy_path).map_err(StartupError::Policy)?);
         if policy.rule_count() == 0 {
             tracing::warn!(policy = %policy_path.display(), "the policy has no rules: every call will be denied");
         }
@@ -209,7 +212,7 @@ impl Server {
         let jwt = jwt_verifier(config).await?;
         let client_certificates = config.tls_client_ca.is_some();
         if jwt.is_none() && !client_certificates {
-            return Err(Error::Configuration(
+            return Err(StartupError::Configuration(
                 "no way to authenticate callers: give --jwks-file, --jwks-url or \
                  --jwt-hs256-secret-file for bearer tokens, or --tls-client-ca for client \
                  certificates"
@@ -230,7 +233,7 @@ impl Server {
             None => None,
         };
         let http_listener = match config.http_listen {
-            Some(addr) => Some(bind(addr).await?.0),
+            Some(addr) => Some(bind(addr).await?),
             None => None,
         };
         Ok(Self {
@@ -256,9 +259,7 @@ impl Server {
     /// The address of the HTTP API, when one is configured.
     #[must_use]
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http_listener
-            .as_ref()
-            .and_then(|listener| listener.local_addr().ok())
+        self.http_listener.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The address of the plain-text health port, when one is configured.
@@ -288,172 +289,91 @@ impl Server {
     ///
     /// Fails when the reflection service cannot be built or the server fails
     /// while serving.
-    pub async fn run<F>(self, shutdown: F) -> Result<()>
+    pub async fn run<F>(self, shutdown: F) -> Result<(), StartupError>
     where
         F: Future<Output = ()> + Send,
     {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::NotServing).await;
+        let (reflection_v1, reflection_v1alpha) = reflection_services()?;
 
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(Error::Reflection)?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()
-            .map_err(Error::Reflection)?;
-
-        let client = self.client.clone();
-        let start_watch: WatchStarter = Arc::new(move |namespace, updates| {
-            Box::new(NamespaceWatch::start(&client, namespace, updates)) as Box<dyn Any + Send>
-        });
-        let hub = StatusHub::new(start_watch);
+        let hub = StatusHub::new(watch_starter(self.client.clone()));
         // Turned true when shutdown begins: every open stream ends with a final message.
-        let (streams_stop_tx, streams_stop_rx) = watch::channel(false);
+        let (streams_stop, streams_stop_rx) = watch::channel(false);
         let deployer = DeployerService::new(
             ClusterPods::new(self.client.clone()),
             hub.clone(),
             self.policy,
-            self.audit,
+            Arc::clone(&self.audit),
             self.settings.clone(),
             streams_stop_rx,
         );
 
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (readiness_stop, readiness_stop_rx) = watch::channel(false);
         let served: Vec<String> = self.settings.namespaces.iter().cloned().collect();
-        let readiness = spawn_readiness(self.client, hub, served, health.clone(), stop_rx);
-
-        // The plain-text health port serves health only, for probes that cannot do TLS.
-        let (health_drain_tx, health_drain_rx) = oneshot::channel::<()>();
-        let health_only = self.health_listener.map(|listener| {
-            let serve = tonic::transport::Server::builder()
-                .add_service(health_service.clone())
-                .serve_with_incoming_shutdown(tls::incoming(listener, None), async move {
-                    let _ = health_drain_rx.await;
-                });
-            tokio::spawn(
-                async move {
-                    if let Err(error) = serve.await {
-                        tracing::error!(error = %error::chain(&error), "the health port failed");
-                    }
-                }
-                .instrument(tracing::info_span!("health_port")),
+        let readiness =
+            spawn_readiness(self.client, hub, served, health.clone(), readiness_stop_rx);
+        let tls_reload = self.tls.as_ref().map(tls::TlsSource::spawn_reload);
+        let health_port = self
+            .health_listener
+            .map(|listener| SidePort::health(listener, health_service.clone()));
+        let http_api = self.http_listener.map(|(listener, local)| {
+            SidePort::http(
+                listener,
+                local,
+                deployer.clone(),
+                Arc::clone(&self.auth),
+                self.tls.clone(),
             )
         });
-
-        // The prototype's HTTP API, over the same service, with the same TLS and callers.
-        let (http_drain_tx, http_drain_rx) = oneshot::channel::<()>();
-        let http_api = match self.http_listener {
-            Some(listener) => {
-                let local = listener.local_addr().map_err(|source| Error::Bind {
-                    addr: self.local_addr,
-                    source,
-                })?;
-                let router = crate::http::router(deployer.clone(), Arc::clone(&self.auth));
-                let incoming = tls::incoming(listener, self.tls.clone());
-                Some(tokio::spawn(
-                    async move {
-                        let drained = async move {
-                            let _ = http_drain_rx.await;
-                        };
-                        if let Err(error) =
-                            crate::http::serve(incoming, local, router, drained).await
-                        {
-                            tracing::error!(%error, "the HTTP API failed");
-                        }
-                    }
-                    .instrument(tracing::info_span!("http_api")),
-                ))
-            }
-            None => None,
+        let running = Running {
+            health,
+            readiness_stop,
+            readiness,
+            streams_stop,
+            tls_reload,
+            http_api,
+            health_port,
+            audit: self.audit,
+            shutdown_timeout: self.shutdown_timeout,
         };
 
-        let (drain_tx, drain_rx) = oneshot::channel::<()>();
-        let incoming = tls::incoming(self.listener, self.tls);
-        let serve = tonic::transport::Server::builder()
-            // Pings find dead peers, whose streams would otherwise hold a slot for ever.
-            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-            .layer(AuthLayer::new(self.auth))
-            .add_service(health_service)
-            .add_service(DeployerServiceServer::new(deployer))
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(incoming, async move {
-                // A dropped sender also means: stop.
-                let _ = drain_rx.await;
-            });
-        tokio::pin!(serve);
-
-        let served_until_error = tokio::select! {
-            result = &mut serve => Some(result),
-            () = shutdown => None,
-        };
-        if let Some(result) = served_until_error {
-            let _ = stop_tx.send(true);
-            stop_readiness(readiness).await;
-            let _ = health_drain_tx.send(());
-            let _ = http_drain_tx.send(());
-            return result.map_err(Error::Transport);
-        }
-
-        tracing::info!("shutting down: reporting NOT_SERVING, then draining connections");
-        // The readiness task must be gone before NOT_SERVING is set, or it
-        // could still flip health back to SERVING.
-        let _ = stop_tx.send(true);
-        stop_readiness(readiness).await;
-        set_health(&health, ServingStatus::NotServing).await;
-        streams_stop_tx.send_replace(true);
-
-        let _ = drain_tx.send(());
-        // Long-lived streams (a health Watch, say) would hold the drain open for ever: past
-        // the timeout, dropping the server future closes whatever connections remain.
-        match tokio::time::timeout(self.shutdown_timeout, serve).await {
-            Ok(served) => served.map_err(Error::Transport)?,
-            Err(_) => tracing::warn!(
-                timeout = ?self.shutdown_timeout,
-                "open calls did not finish in time: closing their connections"
-            ),
-        }
-        let _ = http_drain_tx.send(());
-        if let Some(task) = http_api {
-            // Open SSE watches have ended with the streams; a caller still holding one past
-            // the timeout is cut.
-            let abort = task.abort_handle();
-            if tokio::time::timeout(self.shutdown_timeout, task)
-                .await
-                .is_err()
-            {
-                abort.abort();
+        let (drain, drain_rx) = oneshot::channel::<()>();
+        let mut serve: Serving = Box::pin(
+            tonic::transport::Server::builder()
+                // Pings find dead peers, whose streams would otherwise hold a slot for ever.
+                .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+                .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+                .layer(AuthLayer::new(self.auth))
+                .add_service(health_service)
+                .add_service(DeployerServiceServer::new(deployer))
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
+                .serve_with_incoming_shutdown(tls::incoming(self.listener, self.tls), async move {
+                    // A dropped sender also means: stop.
+                    let _ = drain_rx.await;
+                }),
+        );
+        tokio::select! {
+            served = &mut serve => {
+                // The server failed on its own: nothing is left to drain there, only the rest
+                // to stop.
+                running.shutdown(None).await?;
+                served.map_err(StartupError::Transport)
             }
+            () = shutdown => running.shutdown(Some(MainPort { drain, serve })).await,
         }
-        let _ = health_drain_tx.send(());
-        if let Some(task) = health_only {
-            // Health calls are short; a health Watch stream would hold it open: cut it.
-            let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(1), task)
-                .await
-                .is_err()
-            {
-                abort.abort();
-            }
-        }
-        tracing::info!("server stopped");
-        Ok(())
     }
 
     /// Runs the server until SIGTERM or SIGINT (ctrl-c), then shuts down
     /// gracefully as [`Server::run`] does. A second signal during the
-    /// graceful shutdown stops at once and returns [`Error::ForcedShutdown`].
+    /// graceful shutdown stops at once and returns [`StartupError::ForcedShutdown`].
     ///
     /// # Errors
     ///
     /// Fails when the signal handlers cannot be installed, when the server
     /// fails, or on a second signal.
-    pub async fn run_until_signalled(self) -> Result<()> {
+    pub async fn run_until_signalled(self) -> Result<(), StartupError> {
         let mut signals = ShutdownSignals::install()?;
         let (first_tx, first_rx) = oneshot::channel::<()>();
         let watch_signals = async move {
@@ -465,19 +385,19 @@ impl Server {
         };
         tokio::select! {
             result = self.run(async move { let _ = first_rx.await; }) => result,
-            () = watch_signals => Err(Error::ForcedShutdown),
+            () = watch_signals => Err(StartupError::ForcedShutdown),
         }
     }
 }
 
 /// Binds a listener to `addr`, and tells the address it got.
-async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
     let listener = TcpListener::bind(addr)
         .await
-        .map_err(|source| Error::Bind { addr, source })?;
+        .map_err(|source| StartupError::Bind { addr, source })?;
     let local = listener
         .local_addr()
-        .map_err(|source| Error::Bind { addr, source })?;
+        .map_err(|source| StartupError::Bind { addr, source })?;
     Ok((listener, local))
 }
 
@@ -486,6 +406,169 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server")
             .field("local_addr", &self.local_addr)
             .finish_non_exhaustive()
+    }
+}
+
+/// The gRPC reflection services, `v1` and `v1alpha`, over our descriptors and health's.
+fn reflection_services() -> Result<
+    (
+        v1::ServerReflectionServer<impl v1::ServerReflection>,
+        v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>,
+    ),
+    StartupError,
+> {
+    let v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(StartupError::Reflection)?;
+    let v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(StartupError::Reflection)?;
+    Ok((v1, v1alpha))
+}
+
+/// How the hub starts the watch of a namespace: through the Kubernetes adapter.
+fn watch_starter(client: kube::Client) -> WatchStarter {
+    Arc::new(move |namespace, updates| {
+        Box::new(NamespaceWatch::start(&client, namespace, updates)) as Box<dyn Any + Send>
+    })
+}
+
+/// A port served beside the gRPC one (the plain-text health port, the HTTP API): its task
+/// and how to ask it to stop.
+struct SidePort {
+    drain: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl SidePort {
+    /// The plain-text health port: health only, for probes that cannot do TLS.
+    fn health(listener: TcpListener, health_service: HealthServer<impl Health>) -> Self {
+        let (drain, drained) = oneshot::channel::<()>();
+        let serve = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .serve_with_incoming_shutdown(tls::incoming(listener, None), async move {
+                let _ = drained.await;
+            });
+        let task = tokio::spawn(
+            async move {
+                if let Err(error) = serve.await {
+                    tracing::error!(error = %error::chain(&error), "the health port failed");
+                }
+            }
+            .instrument(tracing::info_span!("health_port")),
+        );
+        Self { drain, task }
+    }
+
+    /// The prototype's HTTP API, over the same service, with the same TLS and callers.
+    fn http(
+        listener: TcpListener,
+        local: SocketAddr,
+        deployer: DeployerService,
+        auth: Arc<Authenticator>,
+        tls: Option<Arc<TlsSource>>,
+    ) -> Self {
+        let router = crate::http::router(deployer, auth);
+        let incoming = tls::incoming(listener, tls);
+        let (drain, drained) = oneshot::channel::<()>();
+        let task = tokio::spawn(
+            async move {
+                let drained = async move {
+                    let _ = drained.await;
+                };
+                if let Err(error) = crate::http::serve(incoming, local, router, drained).await {
+                    tracing::error!(%error, "the HTTP API failed");
+                }
+            }
+            .instrument(tracing::info_span!("http_api")),
+        );
+        Self { drain, task }
+    }
+
+    /// Asks the port to stop and waits up to `grace` for its open calls; past that, they are
+    /// cut.
+    async fn stop(self, grace: Duration) {
+        let _ = self.drain.send(());
+        let abort = self.task.abort_handle();
+        if tokio::time::timeout(grace, self.task).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+/// The future that serves the gRPC port.
+type Serving = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+
+/// The gRPC port while it serves: how to ask it to drain, and the future that serves it.
+struct MainPort {
+    drain: oneshot::Sender<()>,
+    serve: Serving,
+}
+
+/// Everything `run` started that shutdown has to stop, in one place.
+struct Running {
+    health: HealthReporter,
+    readiness_stop: watch::Sender<bool>,
+    readiness: JoinHandle<()>,
+    streams_stop: watch::Sender<bool>,
+    tls_reload: Option<JoinHandle<()>>,
+    http_api: Option<SidePort>,
+    health_port: Option<SidePort>,
+    audit: Arc<AuditLog>,
+    shutdown_timeout: Duration,
+}
+
+impl Running {
+    /// The one shutdown path, for a requested stop (`main` is the gRPC port to drain) and
+    /// for a gRPC server that failed on its own (`main` is `None`).
+    async fn shutdown(self, main: Option<MainPort>) -> Result<(), StartupError> {
+        tracing::info!("shutting down: reporting NOT_SERVING, then draining connections");
+        // The readiness task must be gone before NOT_SERVING is set, or it could still flip
+        // health back to SERVING.
+        let _ = self.readiness_stop.send(true);
+        stop_readiness(self.readiness).await;
+        set_health(&self.health, ServingStatus::NotServing).await;
+        // Every open stream ends with a final message.
+        self.streams_stop.send_replace(true);
+
+        let mut result = Ok(());
+        if let Some(MainPort { drain, serve }) = main {
+            let _ = drain.send(());
+            // Long-lived streams (a health Watch, say) would hold the drain open for ever:
+            // past the timeout, dropping the server future closes whatever connections remain.
+            match tokio::time::timeout(self.shutdown_timeout, serve).await {
+                Ok(served) => result = served.map_err(StartupError::Transport),
+                Err(_) => tracing::warn!(
+                    timeout = ?self.shutdown_timeout,
+                    "open calls did not finish in time: closing their connections"
+                ),
+            }
+        }
+        if let Some(http_api) = self.http_api {
+            // Open SSE watches have ended with the streams; a caller still holding one past
+            // the timeout is cut.
+            http_api.stop(self.shutdown_timeout).await;
+        }
+        if let Some(health_port) = self.health_port {
+            // Health calls are short; a health Watch stream would hold it open: cut it.
+            health_port.stop(Duration::from_secs(1)).await;
+        }
+        if let Some(tls_reload) = self.tls_reload {
+            tls_reload.abort();
+        }
+        // Last, once no call is left to record one: every audit record queued is written.
+        if tokio::time::timeout(self.shutdown_timeout, self.audit.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the audit sink did not take the last records in time");
+        }
+        tracing::info!("server stopped");
+        result
     }
 }
 
@@ -579,11 +662,11 @@ struct ShutdownSignals {
 }
 
 impl ShutdownSignals {
-    fn install() -> Result<Self> {
+    fn install() -> Result<Self, StartupError> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Self {
-            terminate: signal(SignalKind::terminate()).map_err(Error::Signal)?,
-            interrupt: signal(SignalKind::interrupt()).map_err(Error::Signal)?,
+            terminate: signal(SignalKind::terminate()).map_err(StartupError::Signal)?,
+            interrupt: signal(SignalKind::interrupt()).map_err(StartupError::Signal)?,
         })
     }
 

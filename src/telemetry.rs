@@ -4,7 +4,7 @@ use std::io::IsTerminal as _;
 
 use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt as _, util::SubscriberInitExt as _};
 
-use crate::{Error, Result};
+use crate::{Result, StartupError};
 
 /// How log records are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -24,8 +24,8 @@ pub enum LogFormat {
 ///
 /// Fails if `filter` is not a valid filter or if a global subscriber is
 /// already installed.
-pub fn init(filter: &str, format: LogFormat) -> Result<()> {
-    let filter = EnvFilter::try_new(filter).map_err(|source| Error::LogFilter {
+pub fn init(filter: &str, format: LogFormat) -> Result<(), StartupError> {
+    let filter = EnvFilter::try_new(filter).map_err(|source| StartupError::LogFilter {
         filter: filter.to_owned(),
         source,
     })?;
@@ -44,5 +44,5 @@ pub fn init(filter: &str, format: LogFormat) -> Result<()> {
             )
             .try_init(),
     }
-    .map_err(Error::TelemetryInit)
+    .map_err(StartupError::TelemetryInit)
 }

@@ -70,9 +70,9 @@ impl Secured {
         self.deployer.client_with_token(token)
     }
 
-    /// Every audit record written so far.
-    fn audit_records(&self) -> Vec<serde_json::Value> {
-        audit_records(&self.audit)
+    /// Every audit record written so far, once there are at least `count`.
+    async fn audit_records(&self, count: usize) -> Vec<serde_json::Value> {
+        audit_records_once(&self.audit, |records| records.len() >= count).await
     }
 }
 
@@ -82,6 +82,26 @@ fn audit_records(path: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|line| serde_json::from_str(line).expect("each audit line is JSON"))
         .collect()
+}
+
+/// The audit records once `ready` holds for them: a call's record is written by the audit
+/// writer just after the call returns.
+async fn audit_records_once(
+    path: &Path,
+    ready: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let records = audit_records(path);
+        if ready(&records) {
+            return records;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the audit records never came: {records:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn token(subject: &str, groups: &[&str]) -> String {
@@ -302,7 +322,7 @@ async fn bad_tokens_are_unauthenticated_and_good_ones_accepted() {
     }
 
     // Every refusal was audited, and no token appears in the audit trail.
-    let records = server.audit_records();
+    let records = server.audit_records(cases.len() + 3).await;
     let refused = records
         .iter()
         .filter(|r| r["code"] == "UNAUTHENTICATED")
@@ -671,8 +691,14 @@ async fn tls_is_required_and_client_certificates_identify_callers() {
     list_over_tls(addr, &server_pki.ca_pem, Some(&good), None)
         .await
         .expect("a client certificate from the client CA");
-    let records = audit_records(&audit);
-    let last = records.last().expect("an audit record");
+    let records = audit_records_once(&audit, |records| {
+        records.iter().any(|r| r["subject"] == "cert-client")
+    })
+    .await;
+    let last = records
+        .iter()
+        .rfind(|r| r["subject"] == "cert-client")
+        .expect("an audit record");
     assert_eq!(last["subject"], "cert-client");
     assert_eq!(last["groups"], serde_json::json!(["team-x"]));
     assert_eq!(last["credential"], "client_certificate");
@@ -860,7 +886,7 @@ async fn the_audit_trail_records_successes_and_refusals_field_by_field() {
         .expect_err("denied");
     assert_eq!(denied.code(), Code::PermissionDenied);
 
-    let records = server.audit_records();
+    let records = server.audit_records(2).await;
     assert_eq!(records.len(), 2, "one record per call: {records:#?}");
     let success = &records[0];
     assert_eq!(success["kind"], "audit");

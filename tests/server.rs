@@ -23,7 +23,7 @@ use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 struct Running {
     channel: Channel,
     stop: oneshot::Sender<()>,
-    task: JoinHandle<k8s_deployer::Result<()>>,
+    task: JoinHandle<Result<(), k8s_deployer::StartupError>>,
 }
 
 async fn start_server(cluster: &TestCluster) -> Running {

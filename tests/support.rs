@@ -371,7 +371,7 @@ pub struct RunningDeployer {
     /// A channel to it.
     pub channel: tonic::transport::Channel,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<k8s_deployer::Result<()>>>,
+    task: Option<tokio::task::JoinHandle<Result<(), k8s_deployer::StartupError>>>,
 }
 
 impl RunningDeployer {
@@ -452,7 +452,7 @@ impl RunningDeployer {
     }
 
     /// Begin the server's graceful shutdown and wait for it to end.
-    pub async fn stop(mut self) -> k8s_deployer::Result<()> {
+    pub async fn stop(mut self) -> Result<(), k8s_deployer::StartupError> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -482,7 +482,7 @@ pub struct ServerTask {
     /// The HTTP API, if configured.
     pub http_addr: Option<std::net::SocketAddr>,
     stop: tokio::sync::oneshot::Sender<()>,
-    running: tokio::task::JoinHandle<k8s_deployer::Result<()>>,
+    running: tokio::task::JoinHandle<Result<(), k8s_deployer::StartupError>>,
 }
 
 impl ServerTask {

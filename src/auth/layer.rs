@@ -10,9 +10,8 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
 use crate::audit::{AuditEvent, AuditLog, AuditSubject};
-use crate::auth::{AuthError, JwtVerifier, bearer_token, caller_from_certificate};
+use crate::auth::{AuthError, JwtVerifier, PeerInfo, bearer_token, caller_from_certificate};
 use crate::domain::Caller;
-use crate::server::tls::PeerInfo;
 
 /// Path prefixes of the services that stay open unless every service must authenticate.
 const OPEN_SERVICES: [&str; 3] = [

@@ -2,15 +2,14 @@
 //! certificates, and the certificate files reloaded when they change on disk.
 //!
 //! Connections are accepted here rather than by tonic's own TLS support so that the
-//! certificate can be replaced without a restart: each new connection checks the files'
-//! modification times, and a changed file is loaded for that connection and the ones after.
-//! A file that fails to load is reported and the previous certificate stays in use.
+//! certificate can be replaced without a restart: a background task looks at the files'
+//! modification times every second and loads changed files, which new connections get from
+//! then on. A file that fails to load is reported and the previous certificate stays in use.
 
 use std::io;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -21,14 +20,17 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 use tracing::Instrument as _;
 
-use crate::{Error, Result};
+use crate::auth::PeerInfo;
+use crate::{Result, StartupError};
 
+/// How often the TLS files are looked at for a change.
+const RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a client gets to complete the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Accepted connections waiting for the server to take them.
@@ -69,8 +71,8 @@ impl TlsFiles {
     }
 
     /// Builds the rustls server configuration from the files.
-    fn server_config(&self) -> Result<Arc<rustls::ServerConfig>> {
-        let tls_error = |path: &Path, reason: String| Error::TlsConfig {
+    fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, StartupError> {
+        let tls_error = |path: &Path, reason: String| StartupError::TlsConfig {
             path: path.to_owned(),
             reason,
         };
@@ -118,62 +120,88 @@ impl TlsFiles {
 }
 
 /// The TLS configuration in use, rebuilt when its files change.
+///
+/// A background task ([`TlsSource::spawn_reload`]) watches the files; accepting a connection
+/// only reads the configuration in use, and never touches the disk.
 #[derive(Debug)]
 pub(crate) struct TlsSource {
     files: TlsFiles,
-    current: Mutex<Loaded>,
-}
-
-#[derive(Debug)]
-struct Loaded {
-    stamps: Vec<Option<SystemTime>>,
-    config: Arc<rustls::ServerConfig>,
+    /// The configuration new connections get. A std lock: held for an `Arc` clone or swap
+    /// only, never across an await.
+    current: RwLock<Arc<rustls::ServerConfig>>,
+    /// The files' modification times when last looked at; only the reload task uses it.
+    stamps: Mutex<Vec<Option<SystemTime>>>,
 }
 
 impl TlsSource {
     /// Loads the files once; errors here stop the start-up.
-    pub(crate) fn load(files: TlsFiles) -> Result<Self> {
+    pub(crate) fn load(files: TlsFiles) -> Result<Self, StartupError> {
         let stamps = files.stamps();
         let config = files.server_config()?;
         Ok(Self {
             files,
-            current: Mutex::new(Loaded { stamps, config }),
+            current: RwLock::new(config),
+            stamps: Mutex::new(stamps),
         })
     }
 
-    /// The configuration for a new connection, reloaded first if a file changed.
+    /// The configuration for a new connection.
     fn config(&self) -> Arc<rustls::ServerConfig> {
+        // Poisoning cannot leave half an `Arc` behind: the configuration in it is whole.
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Reloads the configuration if a file changed since the last look; returns whether a
+    /// new configuration is in use. A file that does not load is reported and the previous
+    /// configuration stays.
+    fn reload_if_changed(&self) -> bool {
         let stamps = self.files.stamps();
-        let mut current = match self.current.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        if stamps != current.stamps {
-            // Remember these times even on failure: a half-written file is retried when it
-            // changes again, not on every connection.
-            current.stamps = stamps;
-            match self.files.server_config() {
-                Ok(config) => {
-                    tracing::info!(cert = %self.files.cert.display(), "TLS files changed: reloaded");
-                    current.config = config;
-                }
-                Err(error) => tracing::error!(
+        let mut seen = self.stamps.lock().unwrap_or_else(PoisonError::into_inner);
+        if stamps == *seen {
+            return false;
+        }
+        // Remember these times even on failure: a half-written file is retried when it
+        // changes again, not on every look.
+        *seen = stamps;
+        match self.files.server_config() {
+            Ok(config) => {
+                *self.current.write().unwrap_or_else(PoisonError::into_inner) = config;
+                tracing::info!(cert = %self.files.cert.display(), "TLS files changed: reloaded");
+                true
+            }
+            Err(error) => {
+                tracing::error!(
                     error = %crate::error::chain(&error),
                     "TLS files changed but do not load: keeping the previous certificate"
-                ),
+                );
+                false
             }
         }
-        Arc::clone(&current.config)
     }
-}
 
-/// Who is at the other end of a connection; in the extensions of every request.
-#[derive(Debug, Clone, Default)]
-pub struct PeerInfo {
-    /// The client's address.
-    pub remote_addr: Option<SocketAddr>,
-    /// The client certificate (leaf, DER), verified against the client CA during the handshake.
-    pub client_certificate: Option<CertificateDer<'static>>,
+    /// Starts the task that looks at the files every [`RELOAD_INTERVAL`] and reloads them
+    /// when they change. It runs until aborted.
+    pub(crate) fn spawn_reload(self: &Arc<Self>) -> JoinHandle<()> {
+        let source = Arc::clone(self);
+        let span = tracing::info_span!("tls_reload", cert = %source.files.cert.display());
+        tokio::spawn(
+            async move {
+                let mut ticks = tokio::time::interval(RELOAD_INTERVAL);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    ticks.tick().await;
+                    let source = Arc::clone(&source);
+                    // Stat and parse the files off the async workers.
+                    if let Err(error) =
+                        tokio::task::spawn_blocking(move || source.reload_if_changed()).await
+                    {
+                        tracing::error!(%error, "the TLS reload failed");
+                    }
+                }
+            }
+            .instrument(span),
+        )
+    }
 }
 
 /// An accepted connection, plain or TLS.
@@ -339,4 +367,69 @@ async fn accept_loop(
         }
     }
     handshakes.abort_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+
+    use super::*;
+
+    /// A self-signed certificate and its key, PEM.
+    fn identity() -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("a key");
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .expect("params")
+            .self_signed(&key)
+            .expect("a certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// Writes `text` to `path` and dates it `stamp` seconds after the epoch, so that
+    /// a change shows whatever the file system's timestamp granularity.
+    fn write(path: &Path, text: &str, stamp: u64) {
+        std::fs::write(path, text).expect("write");
+        File::options()
+            .write(true)
+            .open(path)
+            .and_then(|file| file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(stamp)))
+            .expect("set the modification time");
+    }
+
+    #[test]
+    fn the_reload_takes_changed_files_and_keeps_the_last_good_ones() {
+        let dir = std::env::temp_dir().join(format!("tls-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let files = TlsFiles {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+            client_ca: None,
+        };
+        let (cert, key) = identity();
+        write(&files.cert, &cert, 1_000);
+        write(&files.key, &key, 1_000);
+        let source = TlsSource::load(files.clone()).expect("loads");
+        let first = source.config();
+
+        // Nothing changed: the configuration in use stays.
+        assert!(!source.reload_if_changed());
+        assert!(Arc::ptr_eq(&first, &source.config()));
+
+        // A renewed certificate is taken.
+        let (cert, key) = identity();
+        write(&files.key, &key, 2_000);
+        write(&files.cert, &cert, 2_000);
+        assert!(source.reload_if_changed());
+        let second = source.config();
+        assert!(!Arc::ptr_eq(&first, &second));
+
+        // A broken one is not: the last good configuration stays, and is not retried until
+        // the files change again.
+        write(&files.cert, "not a certificate", 3_000);
+        assert!(!source.reload_if_changed());
+        assert!(Arc::ptr_eq(&second, &source.config()));
+        assert!(!source.reload_if_changed());
+
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
