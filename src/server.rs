@@ -17,15 +17,14 @@ use tokio::{
 use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::Instrument as _;
 
-use std::any::Any;
 use std::sync::Arc;
 
 use crate::audit::AuditLog;
 use crate::auth::layer::{AuthLayer, Authenticator};
 use crate::auth::{JwksSource, JwtSettings, JwtVerifier};
 use crate::grpc::{DeployerService, ServiceSettings};
-use crate::hub::{StatusHub, WatchStarter};
-use crate::k8s::{ClusterPods, NamespaceWatch};
+use crate::hub::StatusHub;
+use crate::k8s::{ClusterFeed, ClusterPods};
 use crate::policy::Policy;
 use crate::proto::deployer::v1::deployer_service_server::DeployerServiceServer;
 use crate::server::tls::{TlsFiles, TlsSource};
@@ -306,11 +305,7 @@ impl Server {
             .build_v1alpha()
             .map_err(Error::Reflection)?;
 
-        let client = self.client.clone();
-        let start_watch: WatchStarter = Arc::new(move |namespace, updates| {
-            Box::new(NamespaceWatch::start(&client, namespace, updates)) as Box<dyn Any + Send>
-        });
-        let hub = StatusHub::new(start_watch);
+        let hub = StatusHub::new(Arc::new(ClusterFeed::new(self.client.clone())));
         // Turned true when shutdown begins: every open stream ends with a final message.
         let (streams_stop_tx, streams_stop_rx) = watch::channel(false);
         let deployer = DeployerService::new(
@@ -379,7 +374,7 @@ impl Server {
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .layer(AuthLayer::new(self.auth))
             .add_service(health_service)
-            .add_service(DeployerServiceServer::new(deployer))
+            .add_service(DeployerServiceServer::new(deployer.clone()))
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(incoming, async move {
@@ -430,6 +425,9 @@ impl Server {
                 abort.abort();
             }
         }
+        // Every stream has ended or been cut with its connection: its task, the hub's actors
+        // and their watches stop now.
+        deployer.shutdown().await;
         let _ = health_drain_tx.send(());
         if let Some(task) = health_only {
             // Health calls are short; a health Watch stream would hold it open: cut it.
