@@ -27,7 +27,7 @@ use kube::runtime::watcher::{self, ExponentialBackoff, watcher};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
-use crate::domain::{MANAGED_BY_LABEL, PodEvent, PodState};
+use crate::domain::MANAGED_BY_LABEL;
 use crate::hub::{FeedGuard, FeedUpdate, NamespaceFeed};
 use crate::k8s::convert::{pod_event, pod_state};
 
