@@ -255,17 +255,6 @@ pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl Error {
-    /// The error for a hub subscription that failed (its detail goes to the log).
-    pub(crate) fn from_subscribe(namespace: &str, error: crate::hub::SubscribeError) -> Self {
-        use crate::hub::SubscribeError;
-        tracing::warn!(namespace, error = %error, "subscription failed");
-        match error {
-            SubscribeError::Forbidden(_) => Self::WatchForbidden(namespace.to_owned()),
-            SubscribeError::NotSynced(_) => Self::WatchNotSynced(namespace.to_owned()),
-            SubscribeError::Closed => Self::ShuttingDown,
-        }
-    }
-
     /// What a caller is told: our own words only. The API server's text and the cause chain
     /// go to the log.
     fn caller_message(&self, code: tonic::Code) -> String {

@@ -21,7 +21,7 @@ use crate::domain::spec::PodSecurityProfile;
 use crate::domain::validate::{validate_namespace, validate_pod_name};
 use crate::domain::{Caller, FieldViolation, LabelSelector, PodState, Violations};
 use crate::error::code_name;
-use crate::hub::{Filter, PodView, StatusHub};
+use crate::hub::{Filter, PodView, StatusHub, SubscribeError};
 use crate::k8s::ClusterPods;
 use crate::policy::{Action, Policy};
 use crate::proto::deployer::v1 as pb;
@@ -40,6 +40,16 @@ pub struct ServiceSettings {
     pub pod_security: PodSecurityProfile,
 }
 
+/// The error for a hub subscription that failed; its detail goes to the log.
+fn subscribe_failed(namespace: &str, error: SubscribeError) -> Error {
+    tracing::debug!(namespace, error = %error, "subscription failed");
+    match error {
+        SubscribeError::Forbidden(_) => Error::WatchForbidden(namespace.to_owned()),
+        SubscribeError::NotSynced(_) => Error::WatchNotSynced(namespace.to_owned()),
+        SubscribeError::Closed => Error::ShuttingDown,
+    }
+}
+
 /// `deployer.v1.DeployerService`.
 #[derive(Clone)]
 pub struct DeployerService {
@@ -49,6 +59,8 @@ pub struct DeployerService {
     audit: Arc<AuditLog>,
     settings: Arc<ServiceSettings>,
     streams: Arc<Semaphore>,
+    /// The tasks of the open WatchStatus streams, awaited by [`DeployerService::shutdown`].
+    stream_tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
     shutdown: signal::Receiver<bool>,
 }
 
@@ -79,6 +91,7 @@ impl DeployerService {
             audit,
             settings: Arc::new(settings),
             streams,
+            stream_tasks: Arc::default(),
             shutdown,
         }
     }

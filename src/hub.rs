@@ -14,11 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::{AbortHandle, JoinSet};
 use tracing::Instrument as _;
 
 use crate::domain::status::assess;
 use crate::domain::{Assessment, Health, LabelSelector, PodEvent, PodState, Reason};
-use crate::k8s::WatchUpdate;
 
 /// How many updates a subscriber may have waiting before it is marked for a resync.
 pub const SUBSCRIBER_BUFFER: usize = 64;
@@ -28,6 +28,65 @@ const RESYNC_TICK: Duration = Duration::from_millis(200);
 const SEEN_EVENTS_LIMIT: usize = 20_000;
 /// How long a subscription waits for its namespace's first list before it fails.
 pub const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What the feed of a namespace reports to the hub, in the order the cluster made it.
+#[derive(Debug, Clone)]
+pub enum FeedUpdate {
+    /// A (re)list of the pods begins; the pods listed follow as [`FeedUpdate::Pod`].
+    PodsRelisting,
+    /// A pod exists in this state (created, changed, or listed).
+    Pod(PodState),
+    /// The (re)list is complete: pods known before and not listed since are gone.
+    PodsRelisted,
+    /// A pod is gone.
+    PodDeleted(PodState),
+    /// An Event about a pod. `listed` when it came from a (re)list rather than as it happened.
+    Event {
+        /// The event.
+        event: PodEvent,
+        /// From a list, not live.
+        listed: bool,
+    },
+    /// The pod watch failed and will retry.
+    PodsWatchFailed {
+        /// The API server's HTTP status, when it answered (403: the deployer may not watch).
+        code: Option<u16>,
+        /// What failed, for logs and for a caller waiting on the first list.
+        message: String,
+    },
+}
+
+/// What feeds the hub: starts the watch of a namespace. The Kubernetes adapter implements it,
+/// so that the hub knows no Kubernetes client.
+pub trait NamespaceFeed: Send + Sync {
+    /// Start feeding the updates of `namespace` to `updates`, until the returned guard is
+    /// dropped or the receiver is gone.
+    fn start(&self, namespace: &str, updates: mpsc::Sender<FeedUpdate>) -> FeedGuard;
+}
+
+/// The running tasks of a namespace's feed: dropping the guard aborts them.
+#[derive(Debug, Default)]
+pub struct FeedGuard {
+    tasks: Vec<AbortHandle>,
+}
+
+impl FeedGuard {
+    /// A guard of these tasks.
+    #[must_use]
+    pub fn new(tasks: impl IntoIterator<Item = AbortHandle>) -> Self {
+        Self {
+            tasks: tasks.into_iter().collect(),
+        }
+    }
+}
+
+impl Drop for FeedGuard {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
 
 /// Why a subscription could not be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -124,12 +183,6 @@ pub struct Subscription {
     pub updates: mpsc::Receiver<Update>,
 }
 
-/// Starts the watch of a namespace, sending its updates to the given channel, and returns a
-/// guard that stops the watch when dropped. Given by the server, so that the hub knows no
-/// Kubernetes client.
-pub type WatchStarter =
-    Arc<dyn Fn(&str, mpsc::Sender<WatchUpdate>) -> Box<dyn std::any::Any + Send> + Send + Sync>;
-
 /// The hub: a handle, cheap to clone.
 #[derive(Clone)]
 pub struct StatusHub {
@@ -137,8 +190,16 @@ pub struct StatusHub {
 }
 
 struct HubInner {
-    start_watch: WatchStarter,
-    namespaces: Mutex<HashMap<String, NamespaceHandle>>,
+    feed: Arc<dyn NamespaceFeed>,
+    state: Mutex<HubState>,
+}
+
+struct HubState {
+    namespaces: HashMap<String, NamespaceHandle>,
+    /// The namespace actors, awaited by [`StatusHub::shutdown`].
+    actors: JoinSet<()>,
+    /// Set by [`StatusHub::shutdown`]: no namespace starts after it.
+    closed: bool,
 }
 
 #[derive(Clone)]
@@ -160,33 +221,47 @@ impl std::fmt::Debug for StatusHub {
 }
 
 impl StatusHub {
-    /// A hub that starts namespace watches with `start_watch`.
+    /// A hub whose namespaces are fed by `feed`.
     #[must_use]
-    pub fn new(start_watch: WatchStarter) -> Self {
+    pub fn new(feed: Arc<dyn NamespaceFeed>) -> Self {
         Self {
             inner: Arc::new(HubInner {
-                start_watch,
-                namespaces: Mutex::new(HashMap::new()),
+                feed,
+                state: Mutex::new(HubState {
+                    namespaces: HashMap::new(),
+                    actors: JoinSet::new(),
+                    closed: false,
+                }),
             }),
         }
     }
 
-    /// The namespace's handle, starting its watch and actor on first use.
-    fn namespace(&self, namespace: &str) -> NamespaceHandle {
-        let mut namespaces = self
-            .inner
-            .namespaces
+    fn state(&self) -> std::sync::MutexGuard<'_, HubState> {
+        self.inner
+            .state
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(handle) = namespaces.get(namespace)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The namespace's handle, starting its feed and actor on first use.
+    fn namespace(&self, namespace: &str) -> Result<NamespaceHandle, SubscribeError> {
+        let mut state = self.state();
+        if state.closed {
+            return Err(SubscribeError::Closed);
+        }
+        if let Some(handle) = state.namespaces.get(namespace)
             && !handle.commands.is_closed()
         {
-            return handle.clone();
+            return Ok(handle.clone());
+        }
+        // An actor only ends on shutdown or when its feed failed: collect what has ended.
+        while let Some(ended) = state.actors.try_join_next() {
+            log_actor_end(ended);
         }
         let (updates_tx, updates_rx) = mpsc::channel(1024);
         let (commands_tx, commands_rx) = mpsc::channel(256);
         let (synced_tx, synced_rx) = watch::channel(false);
-        let watch = (self.inner.start_watch)(namespace, updates_tx);
+        let feed = self.inner.feed.start(namespace, updates_tx);
         let actor = NamespaceActor {
             namespace: namespace.to_owned(),
             pods: BTreeMap::new(),
@@ -196,9 +271,9 @@ impl StatusHub {
             pending: Vec::new(),
             last_failure: None,
             synced: synced_tx,
-            _watch: watch,
+            _feed: feed,
         };
-        tokio::spawn(
+        state.actors.spawn(
             actor
                 .run(updates_rx, commands_rx)
                 .instrument(tracing::info_span!("status_hub", namespace = %namespace)),
@@ -207,16 +282,38 @@ impl StatusHub {
             commands: commands_tx,
             synced: synced_rx,
         };
-        namespaces.insert(namespace.to_owned(), handle.clone());
-        handle
+        state
+            .namespaces
+            .insert(namespace.to_owned(), handle.clone());
+        Ok(handle)
     }
 
     /// Start watching a namespace now (for the namespaces served from start-up) and wait
-    /// until its first list is complete.
+    /// until its first list is complete (or the hub shuts down).
     pub async fn watch_and_sync(&self, namespace: &str) {
-        let mut synced = self.namespace(namespace).synced;
-        // The sender lives as long as the actor, which lives as long as the hub.
+        let Ok(handle) = self.namespace(namespace) else {
+            return;
+        };
+        let mut synced = handle.synced;
+        // Fails only when the actor is gone, on shutdown.
         let _ = synced.wait_for(|synced| *synced).await;
+    }
+
+    /// Stop every namespace actor and its feed, and wait until they have ended. Subscribers'
+    /// channels close, so their streams end; a subscription asked for after this fails with
+    /// [`SubscribeError::Closed`].
+    pub async fn shutdown(&self) {
+        let mut actors = {
+            let mut state = self.state();
+            state.closed = true;
+            state.namespaces.clear();
+            std::mem::take(&mut state.actors)
+        };
+        // The actors hold no state worth saving: abort them (their feeds stop with them).
+        actors.abort_all();
+        while let Some(ended) = actors.join_next().await {
+            log_actor_end(ended);
+        }
     }
 
     /// Subscribe to the pods of `namespace` that `filter` selects. Answers once the
@@ -231,7 +328,7 @@ impl StatusHub {
         namespace: &str,
         filter: Filter,
     ) -> Result<Subscription, SubscribeError> {
-        let handle = self.namespace(namespace);
+        let handle = self.namespace(namespace)?;
         let (reply, answer) = oneshot::channel();
         let asked = tokio::time::Instant::now();
         handle
@@ -244,6 +341,15 @@ impl StatusHub {
             .await
             .map_err(|_| SubscribeError::Closed)?;
         answer.await.map_err(|_| SubscribeError::Closed)?
+    }
+}
+
+/// A namespace actor that ended other than by being aborted: a panic is a bug worth a log.
+fn log_actor_end(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = ended
+        && error.is_panic()
+    {
+        tracing::error!(%error, "a namespace actor panicked");
     }
 }
 
@@ -266,13 +372,14 @@ struct NamespaceActor {
     /// The last failure of the pod watch before the first list completed.
     last_failure: Option<String>,
     synced: watch::Sender<bool>,
-    _watch: Box<dyn std::any::Any + Send>,
+    /// Stops the namespace's feed when the actor ends.
+    _feed: FeedGuard,
 }
 
 impl NamespaceActor {
     async fn run(
         mut self,
-        mut updates: mpsc::Receiver<WatchUpdate>,
+        mut updates: mpsc::Receiver<FeedUpdate>,
         mut commands: mpsc::Receiver<Subscribe>,
     ) {
         let mut tick = tokio::time::interval(RESYNC_TICK);
@@ -332,19 +439,19 @@ impl NamespaceActor {
         }
     }
 
-    fn apply(&mut self, update: WatchUpdate) {
+    fn apply(&mut self, update: FeedUpdate) {
         match update {
-            WatchUpdate::PodsRelisting => self.listed = Some(HashSet::new()),
-            WatchUpdate::Pod(state) => {
+            FeedUpdate::PodsRelisting => self.listed = Some(HashSet::new()),
+            FeedUpdate::Pod(state) => {
                 if let Some(listed) = &mut self.listed {
                     listed.insert(state.name.clone());
                 }
                 self.pod_changed(state);
             }
-            WatchUpdate::PodsRelisted => self.relisted(),
-            WatchUpdate::PodDeleted(state) => self.pod_gone(state),
-            WatchUpdate::Event { event, listed } => self.event(event, listed),
-            WatchUpdate::PodsWatchFailed { code, message } => {
+            FeedUpdate::PodsRelisted => self.relisted(),
+            FeedUpdate::PodDeleted(state) => self.pod_gone(state),
+            FeedUpdate::Event { event, listed } => self.event(event, listed),
+            FeedUpdate::PodsWatchFailed { code, message } => {
                 if !self.synced() {
                     // Forbidden will not pass by itself: tell the waiting callers now.
                     if code == Some(403) {
@@ -518,17 +625,23 @@ impl NamespaceActor {
 mod tests {
     use super::*;
 
-    /// A hub whose namespace watches are fed by the test: domain updates in, no cluster.
+    /// Hands each namespace's feed channel to the test: domain updates in, no cluster.
+    struct TestFeed(mpsc::UnboundedSender<(String, mpsc::Sender<FeedUpdate>)>);
+
+    impl NamespaceFeed for TestFeed {
+        fn start(&self, namespace: &str, updates: mpsc::Sender<FeedUpdate>) -> FeedGuard {
+            let _ = self.0.send((namespace.to_owned(), updates));
+            FeedGuard::default()
+        }
+    }
+
+    /// A hub whose namespace feeds are driven by the test.
     fn hub() -> (
         StatusHub,
-        mpsc::UnboundedReceiver<(String, mpsc::Sender<WatchUpdate>)>,
+        mpsc::UnboundedReceiver<(String, mpsc::Sender<FeedUpdate>)>,
     ) {
         let (feeds_tx, feeds_rx) = mpsc::unbounded_channel();
-        let starter: WatchStarter = Arc::new(move |namespace, updates| {
-            let _ = feeds_tx.send((namespace.to_owned(), updates));
-            Box::new(())
-        });
-        (StatusHub::new(starter), feeds_rx)
+        (StatusHub::new(Arc::new(TestFeed(feeds_tx))), feeds_rx)
     }
 
     fn pod(name: &str, version: u32) -> PodState {
@@ -566,11 +679,11 @@ mod tests {
         let waiting = subscribe_later(&hub, "web");
         let (namespace, feed) = feeds.recv().await.expect("a watch started");
         assert_eq!(namespace, "ns");
-        feed.send(WatchUpdate::PodsRelisting).await.expect("feed");
-        feed.send(WatchUpdate::Pod(pod("other", 1)))
+        feed.send(FeedUpdate::PodsRelisting).await.expect("feed");
+        feed.send(FeedUpdate::Pod(pod("other", 1)))
             .await
             .expect("feed");
-        feed.send(WatchUpdate::PodsRelisted).await.expect("feed");
+        feed.send(FeedUpdate::PodsRelisted).await.expect("feed");
         let mut sub = waiting.await.expect("task").expect("a subscription");
         match next(&mut sub).await {
             Update::Snapshot { pods, not_found } => {
@@ -579,17 +692,17 @@ mod tests {
             }
             other => panic!("not a snapshot: {other:?}"),
         }
-        feed.send(WatchUpdate::Pod(pod("other", 2)))
+        feed.send(FeedUpdate::Pod(pod("other", 2)))
             .await
             .expect("feed");
-        feed.send(WatchUpdate::Pod(pod("web", 3)))
+        feed.send(FeedUpdate::Pod(pod("web", 3)))
             .await
             .expect("feed");
         // The same version again is not news.
-        feed.send(WatchUpdate::Pod(pod("web", 3)))
+        feed.send(FeedUpdate::Pod(pod("web", 3)))
             .await
             .expect("feed");
-        feed.send(WatchUpdate::Pod(pod("web", 4)))
+        feed.send(FeedUpdate::Pod(pod("web", 4)))
             .await
             .expect("feed");
         match next(&mut sub).await {
@@ -600,7 +713,7 @@ mod tests {
             Update::Pod(view) => assert_eq!(view.state.resource_version, "4"),
             other => panic!("not web v4: {other:?}"),
         }
-        feed.send(WatchUpdate::PodDeleted(pod("web", 5)))
+        feed.send(FeedUpdate::PodDeleted(pod("web", 5)))
             .await
             .expect("feed");
         match next(&mut sub).await {
@@ -618,17 +731,17 @@ mod tests {
         let waiting = subscribe_later(&hub, "web");
         let (_, feed) = feeds.recv().await.expect("a watch started");
         for update in [
-            WatchUpdate::PodsRelisting,
-            WatchUpdate::Pod(pod("web", 1)),
-            WatchUpdate::PodsRelisted,
+            FeedUpdate::PodsRelisting,
+            FeedUpdate::Pod(pod("web", 1)),
+            FeedUpdate::PodsRelisted,
         ] {
             feed.send(update).await.expect("feed");
         }
         let mut sub = waiting.await.expect("task").expect("a subscription");
         assert!(matches!(next(&mut sub).await, Update::Snapshot { pods, .. } if pods.len() == 1));
         // The watch expired and relisted: web is no longer there.
-        feed.send(WatchUpdate::PodsRelisting).await.expect("feed");
-        feed.send(WatchUpdate::PodsRelisted).await.expect("feed");
+        feed.send(FeedUpdate::PodsRelisting).await.expect("feed");
+        feed.send(FeedUpdate::PodsRelisted).await.expect("feed");
         assert!(matches!(next(&mut sub).await, Update::Deleted(view) if view.state.name == "web"));
     }
 
@@ -637,8 +750,8 @@ mod tests {
         let (hub, mut feeds) = hub();
         let slow = subscribe_later(&hub, "web");
         let (_, feed) = feeds.recv().await.expect("a watch started");
-        feed.send(WatchUpdate::PodsRelisting).await.expect("feed");
-        feed.send(WatchUpdate::PodsRelisted).await.expect("feed");
+        feed.send(FeedUpdate::PodsRelisting).await.expect("feed");
+        feed.send(FeedUpdate::PodsRelisted).await.expect("feed");
         let mut slow = slow.await.expect("task").expect("a subscription");
         let mut fast = hub
             .subscribe("ns", Filter::Name("web".into()))
@@ -649,7 +762,7 @@ mod tests {
         // Far more changes than a buffer holds; the fast one reads them all as they come.
         let changes = u32::try_from(SUBSCRIBER_BUFFER).expect("small") * 3;
         for version in 1..=changes {
-            feed.send(WatchUpdate::Pod(pod("web", version)))
+            feed.send(FeedUpdate::Pod(pod("web", version)))
                 .await
                 .expect("feed");
             match next(&mut fast).await {
@@ -678,13 +791,13 @@ mod tests {
         let waiting = subscribe_later(&hub, "web");
         let (_, feed) = feeds.recv().await.expect("a watch started");
         // A transient failure keeps the caller waiting; a refusal does not.
-        feed.send(WatchUpdate::PodsWatchFailed {
+        feed.send(FeedUpdate::PodsWatchFailed {
             code: None,
             message: "connection refused".into(),
         })
         .await
         .expect("feed");
-        feed.send(WatchUpdate::PodsWatchFailed {
+        feed.send(FeedUpdate::PodsWatchFailed {
             code: Some(403),
             message: "pods is forbidden".into(),
         })
@@ -705,7 +818,7 @@ mod tests {
         let (hub, mut feeds) = hub();
         let waiting = subscribe_later(&hub, "web");
         let (_, feed) = feeds.recv().await.expect("a watch started");
-        feed.send(WatchUpdate::PodsWatchFailed {
+        feed.send(FeedUpdate::PodsWatchFailed {
             code: None,
             message: "connection refused".into(),
         })
@@ -717,5 +830,47 @@ mod tests {
             Err(SubscribeError::NotSynced("connection refused".into()))
         );
         drop(feed);
+    }
+
+    #[tokio::test]
+    async fn shutdown_ends_the_actors_their_feeds_and_the_subscriptions() {
+        let (hub, mut feeds) = hub();
+        let waiting = subscribe_later(&hub, "web");
+        let (_, feed) = feeds.recv().await.expect("a watch started");
+        feed.send(FeedUpdate::PodsRelisting).await.expect("feed");
+        feed.send(FeedUpdate::PodsRelisted).await.expect("feed");
+        let mut sub = waiting.await.expect("task").expect("a subscription");
+        assert!(matches!(next(&mut sub).await, Update::Snapshot { .. }));
+
+        tokio::time::timeout(Duration::from_secs(5), hub.shutdown())
+            .await
+            .expect("the hub stops in time");
+        // The actor is gone: its end of the feed is closed and the subscription ends.
+        assert!(feed.is_closed(), "the namespace actor still runs");
+        assert!(
+            sub.updates.recv().await.is_none(),
+            "the subscription is still open"
+        );
+        // And nothing starts again.
+        assert_eq!(
+            hub.subscribe("ns", Filter::Name("web".into()))
+                .await
+                .map(|_| ()),
+            Err(SubscribeError::Closed)
+        );
+        assert!(
+            feeds.try_recv().is_err(),
+            "a watch was started after shutdown"
+        );
+    }
+
+    #[tokio::test]
+    async fn dropping_a_feed_guard_aborts_its_tasks() {
+        let task = tokio::spawn(std::future::pending::<()>());
+        drop(FeedGuard::new([task.abort_handle()]));
+        let ended = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the task ends in time");
+        assert!(ended.is_err_and(|error| error.is_cancelled()));
     }
 }

@@ -17,7 +17,7 @@ pub use pods::ClusterPods;
 
 /// Longest wait for any answer (or, in a watch, the next bytes) from the API server.
 pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
-pub use watch::{NamespaceWatch, WatchUpdate};
+pub use watch::ClusterFeed;
 
 /// Where the client configuration comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

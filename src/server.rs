@@ -19,15 +19,14 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use tonic_reflection::server::{v1, v1alpha};
 use tracing::Instrument as _;
 
-use std::any::Any;
 use std::sync::Arc;
 
 use crate::audit::AuditLog;
 use crate::auth::layer::{AuthLayer, Authenticator};
 use crate::auth::{JwksSource, JwtSettings, JwtVerifier};
 use crate::grpc::{DeployerService, ServiceSettings};
-use crate::hub::{StatusHub, WatchStarter};
-use crate::k8s::{ClusterPods, NamespaceWatch};
+use crate::hub::StatusHub;
+use crate::k8s::{ClusterFeed, ClusterPods};
 use crate::policy::Policy;
 use crate::proto::deployer::v1::deployer_service_server::DeployerServiceServer;
 use crate::server::tls::{TlsFiles, TlsSource};
@@ -297,7 +296,7 @@ impl Server {
         set_health(&health, ServingStatus::NotServing).await;
         let (reflection_v1, reflection_v1alpha) = reflection_services()?;
 
-        let hub = StatusHub::new(watch_starter(self.client.clone()));
+        let hub = StatusHub::new(Arc::new(ClusterFeed::new(self.client.clone())));
         // Turned true when shutdown begins: every open stream ends with a final message.
         let (streams_stop, streams_stop_rx) = watch::channel(false);
         let deployer = DeployerService::new(
@@ -334,6 +333,7 @@ impl Server {
             tls_reload,
             http_api,
             health_port,
+            deployer: deployer.clone(),
             audit: self.audit,
             shutdown_timeout: self.shutdown_timeout,
         };
@@ -430,13 +430,6 @@ fn reflection_services() -> Result<
     Ok((v1, v1alpha))
 }
 
-/// How the hub starts the watch of a namespace: through the Kubernetes adapter.
-fn watch_starter(client: kube::Client) -> WatchStarter {
-    Arc::new(move |namespace, updates| {
-        Box::new(NamespaceWatch::start(&client, namespace, updates)) as Box<dyn Any + Send>
-    })
-}
-
 /// A port served beside the gRPC one (the plain-text health port, the HTTP API): its task
 /// and how to ask it to stop.
 struct SidePort {
@@ -518,6 +511,7 @@ struct Running {
     tls_reload: Option<JoinHandle<()>>,
     http_api: Option<SidePort>,
     health_port: Option<SidePort>,
+    deployer: DeployerService,
     audit: Arc<AuditLog>,
     shutdown_timeout: Duration,
 }
@@ -557,6 +551,9 @@ impl Running {
             // Health calls are short; a health Watch stream would hold it open: cut it.
             health_port.stop(Duration::from_secs(1)).await;
         }
+        // Every stream has ended or been cut with its connection: its task, the hub's actors
+        // and their watches stop now.
+        self.deployer.shutdown().await;
         if let Some(tls_reload) = self.tls_reload {
             tls_reload.abort();
         }

@@ -833,3 +833,31 @@ pub fn client_with_token(channel: tonic::transport::Channel, token: &str) -> Dep
         Bearer::new(token),
     )
 }
+
+impl TestCluster {
+    /// `cluster.sh etcd-delete`: delete one key in etcd behind the apiserver's back. Panics
+    /// with the script's output when the key is not there.
+    pub fn etcd_delete(&self, key: &str) {
+        self.etcd(&["etcd-delete", key]);
+    }
+
+    /// `cluster.sh etcd-compact`: compact etcd's history up to its current revision, so that
+    /// a watch from before it can only be answered 410 Gone.
+    pub fn etcd_compact(&self) {
+        self.etcd(&["etcd-compact"]);
+    }
+
+    fn etcd(&self, args: &[&str]) {
+        let output = Command::new(cluster_script())
+            .args(args)
+            .arg("--dir")
+            .arg(&self.dir)
+            .output()
+            .expect("run cluster.sh");
+        assert!(
+            output.status.success(),
+            "cluster.sh {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

@@ -157,7 +157,7 @@ impl DeployerService {
         self.hub
             .subscribe(namespace, Filter::Name(name.to_owned()))
             .await
-            .map_err(|error| Error::from_subscribe(namespace, error))
+            .map_err(|error| super::subscribe_failed(namespace, error))
     }
 
     /// Answer with an existing pod, waiting first if the request asks to.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch as signal};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
@@ -42,7 +43,7 @@ impl DeployerService {
             .hub
             .subscribe(namespace, filter.clone())
             .await
-            .map_err(|error| Error::from_subscribe(namespace, error))?;
+            .map_err(|error| super::subscribe_failed(namespace, error))?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let stream = StatusStream {
             filter,
@@ -55,12 +56,59 @@ impl DeployerService {
             _permit: permit,
         };
         let span = tracing::info_span!("watch_status", namespace = %namespace);
-        tokio::spawn(
-            stream
-                .run(subscription, self.shutdown.clone())
-                .instrument(span),
-        );
+        let task = stream
+            .run(subscription, self.shutdown.clone())
+            .instrument(span);
+        let mut tasks = self.stream_tasks();
+        // Streams that ended are collected here, so the set holds only the open ones.
+        while let Some(ended) = tasks.try_join_next() {
+            log_stream_end(ended);
+        }
+        tasks.spawn(task);
         Ok(ReceiverStream::new(rx))
+    }
+
+    fn stream_tasks(&self) -> std::sync::MutexGuard<'_, JoinSet<()>> {
+        self.stream_tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Wait for the tasks of the open streams to end, then stop the hub. Call it once the
+    /// shutdown signal given to [`DeployerService::new`] has turned true and the server has
+    /// drained: each stream has then sent its final message, or its caller is gone. A stream
+    /// still running after [`STREAMS_DRAIN`] (a caller that neither reads nor leaves) is
+    /// aborted.
+    pub async fn shutdown(&self) {
+        let mut tasks = std::mem::take(&mut *self.stream_tasks());
+        let open = tasks.len();
+        let drained = tokio::time::timeout(STREAMS_DRAIN, async {
+            while let Some(ended) = tasks.join_next().await {
+                log_stream_end(ended);
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                left = tasks.len(),
+                open,
+                "streams still running after the drain: aborting them"
+            );
+            tasks.shutdown().await;
+        }
+        self.hub.shutdown().await;
+    }
+}
+
+/// How long [`DeployerService::shutdown`] waits for the streams' tasks to end.
+const STREAMS_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A stream's task that panicked is a bug worth a log.
+fn log_stream_end(ended: std::result::Result<(), tokio::task::JoinError>) {
+    if let Err(error) = ended
+        && error.is_panic()
+    {
+        tracing::error!(%error, "a WatchStatus stream's task panicked");
     }
 }
 

@@ -16,6 +16,12 @@
 #   cluster.sh restart COMPONENT [--dir D] [--down-seconds N]
 #                                    stop one component (kube-apiserver, etcd, ...) and start it
 #                                    again as it was, after N seconds down
+#   cluster.sh etcd-delete KEY [--dir D]
+#                                    delete one key in etcd behind the apiserver's back (e.g.
+#                                    /registry/pods/NS/NAME while the apiserver is down)
+#   cluster.sh etcd-compact [--dir D]
+#                                    compact etcd's history up to its current revision, so that
+#                                    no watch can resume from before it (the apiserver says 410)
 #
 # D defaults to $K8S_DEPLOYER_CLUSTER_DIR, else ${TMPDIR:-/tmp}/k8s-deployer-cluster-$UID.
 # Every cluster has its own folder and its own free loopback ports, so several can run side
@@ -514,6 +520,47 @@ cmd_restart() {
   log "restarted $name"
 }
 
+# etcd's JSON gateway (plain http on loopback, as the apiserver reaches it): POST a request
+# to one of its /v3 paths and print the answer.
+etcd_call() { # PATH JSON
+  curl -fsS --max-time 10 -X POST "http://127.0.0.1:$PORT_ETCD$1" -d "$2"
+}
+
+# The value of one field of the JSON on stdin, e.g. header.revision; empty when absent.
+json_field() { # DOTTED.PATH
+  python3 -c 'import json, sys
+value = json.load(sys.stdin)
+for part in sys.argv[1].split("."):
+    value = value.get(part, "") if isinstance(value, dict) else ""
+print(value)' "$1"
+}
+
+# For tests of how clients recover from what happened while the apiserver was away.
+cmd_etcd_delete() {
+  local key=${1:-}
+  [ -n "$key" ] || die "usage: cluster.sh etcd-delete KEY [--dir D]"
+  shift
+  parse_opts "$@"
+  load_ports
+  local deleted
+  deleted=$(etcd_call /v3/kv/deleterange "{\"key\": \"$(printf '%s' "$key" | base64 -w0)\"}" |
+    json_field deleted)
+  [ "$deleted" = 1 ] || die "etcd has no key $key"
+  log "deleted $key in etcd"
+}
+
+cmd_etcd_compact() {
+  parse_opts "$@"
+  load_ports
+  local revision
+  # Any range answer carries the store's current revision in its header.
+  revision=$(etcd_call /v3/kv/range "{\"key\": \"$(printf '/' | base64 -w0)\", \"limit\": 1}" |
+    json_field header.revision)
+  [ -n "$revision" ] || die "etcd did not tell its revision"
+  etcd_call /v3/kv/compaction "{\"revision\": \"$revision\", \"physical\": true}" >/dev/null
+  log "compacted etcd up to revision $revision"
+}
+
 cmd_down() {
   parse_opts "$@"
   [ -d "$DIR" ] || { log "no cluster in $DIR"; return 0; }
@@ -547,5 +594,7 @@ case "${1:-}" in
   env) shift; cmd_env "$@" ;;
   status) shift; cmd_status "$@" ;;
   restart) shift; cmd_restart "$@" ;;
-  *) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  etcd-delete) shift; cmd_etcd_delete "$@" ;;
+  etcd-compact) shift; cmd_etcd_compact "$@" ;;
+  *) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac
