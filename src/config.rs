@@ -28,6 +28,10 @@ pub const DEFAULT_HEARTBEAT_SECS: u64 = 15;
 /// Most WatchStatus streams at once, when not configured.
 pub const DEFAULT_MAX_STREAMS: usize = 10_000;
 
+/// Seconds a call may wait for Kubernetes when the caller sets no deadline, when not
+/// configured.
+pub const DEFAULT_CALL_TIMEOUT_SECS: u64 = 10;
+
 /// Clock-skew allowance, in seconds, for a token's `exp` and `nbf`, when not configured.
 pub const DEFAULT_JWT_LEEWAY_SECS: u64 = 30;
 
@@ -198,6 +202,12 @@ pub struct Config {
     #[arg(long = "max-streams", env = "DEPLOYER_MAX_STREAMS", default_value_t = DEFAULT_MAX_STREAMS, value_name = "N")]
     pub max_streams: usize,
 
+    /// Seconds a call may wait for Kubernetes when the caller sets no shorter deadline: past
+    /// it the call answers UNAVAILABLE. Deploy with wait_for gets its wait_timeout on top.
+    #[arg(long = "call-timeout", env = "DEPLOYER_CALL_TIMEOUT", default_value_t = DEFAULT_CALL_TIMEOUT_SECS, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    pub call_timeout_secs: u64,
+
     /// Seconds that open calls and streams get to finish after SIGTERM, once health reports
     /// NOT_SERVING; connections still open then are closed.
     #[arg(
@@ -260,6 +270,7 @@ impl Default for Config {
             namespaces: Vec::new(),
             heartbeat_secs: DEFAULT_HEARTBEAT_SECS,
             max_streams: DEFAULT_MAX_STREAMS,
+            call_timeout_secs: DEFAULT_CALL_TIMEOUT_SECS,
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
             log_filter: DEFAULT_LOG_FILTER.to_owned(),
             log_format: LogFormat::Plain,
@@ -390,6 +401,7 @@ mod tests {
             &["k8s-deployer", "--pod-security", "privileged"],
             &["k8s-deployer", "--audit-log", ""],
             &["k8s-deployer", "--heartbeat-interval", "100000000000"],
+            &["k8s-deployer", "--call-timeout", "0"],
         ];
         for args in cases {
             assert!(
@@ -427,6 +439,7 @@ mod tests {
             ("namespaces", "DEPLOYER_NAMESPACES"),
             ("heartbeat_secs", "DEPLOYER_HEARTBEAT_INTERVAL"),
             ("max_streams", "DEPLOYER_MAX_STREAMS"),
+            ("call_timeout_secs", "DEPLOYER_CALL_TIMEOUT"),
             ("shutdown_timeout_secs", "DEPLOYER_SHUTDOWN_TIMEOUT"),
             ("log_filter", "DEPLOYER_LOG"),
             ("log_format", "DEPLOYER_LOG_FORMAT"),

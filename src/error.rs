@@ -31,6 +31,27 @@ pub enum Error {
         source: kube::Error,
     },
 
+    /// A namespace could not be read. The cause is shared by every call that waited for the
+    /// same read (see `k8s::namespaces`), hence the `Arc`.
+    #[error("reading namespace {namespace:?}")]
+    NamespaceRead {
+        /// The namespace.
+        namespace: String,
+        /// The client's error (logged, never sent).
+        #[source]
+        source: std::sync::Arc<kube::Error>,
+    },
+
+    /// Kubernetes did not answer within the call's limit (the caller's deadline or
+    /// `--call-timeout`); `retry` tells the caller what that means for it.
+    #[error("Kubernetes did not answer within {}: {retry}", seconds(*after))]
+    CallTimedOut {
+        /// How long the call waited.
+        after: Duration,
+        /// What the caller should assume and do.
+        retry: &'static str,
+    },
+
     /// The request is malformed; every violation is listed.
     #[error("{0}")]
     InvalidRequest(Violations),
@@ -152,6 +173,7 @@ impl Error {
     fn code(&self) -> tonic::Code {
         match self {
             Self::KubeApi { source, .. } => kube_error_code(source),
+            Self::NamespaceRead { source, .. } => kube_error_code(source),
             Self::InvalidRequest(_) | Self::RequestIdReused(_) => tonic::Code::InvalidArgument,
             Self::NamespaceNotFound(_) | Self::PodNotFound { .. } => tonic::Code::NotFound,
             Self::NameTaken { .. } => tonic::Code::AlreadyExists,
@@ -165,7 +187,9 @@ impl Error {
             Self::ImageRefused(_) | Self::PodSecurityRejected { .. } => {
                 tonic::Code::FailedPrecondition
             }
-            Self::ShuttingDown | Self::WatchNotSynced(_) => tonic::Code::Unavailable,
+            Self::ShuttingDown | Self::WatchNotSynced(_) | Self::CallTimedOut { .. } => {
+                tonic::Code::Unavailable
+            }
             Self::WatchForbidden(_) => tonic::Code::PermissionDenied,
         }
     }
@@ -193,6 +217,11 @@ fn kube_error_code(error: &kube::Error) -> tonic::Code {
         kube::Error::HyperError(_) | kube::Error::Service(_) => Code::Unavailable,
         _ => Code::Internal,
     }
+}
+
+/// A duration as callers read it: `10s`, `2.5s`.
+fn seconds(duration: Duration) -> String {
+    format!("{}s", (duration.as_secs_f64() * 10.0).round() / 10.0)
 }
 
 /// A fixed, caller-safe message per code: the API server's own text and the
@@ -260,6 +289,7 @@ impl Error {
     fn caller_message(&self, code: tonic::Code) -> String {
         match self {
             Self::KubeApi { action, .. } => format!("{action}: {}", public_message(code)),
+            Self::NamespaceRead { .. } => format!("{self}: {}", public_message(code)),
             Self::InvalidRequest(_)
             | Self::NamespaceNotFound(_)
             | Self::PodNotFound { .. }
@@ -268,6 +298,7 @@ impl Error {
             | Self::RequestIdReused(_)
             | Self::PodFailed { .. }
             | Self::WaitTimedOut { .. }
+            | Self::CallTimedOut { .. }
             | Self::TooManyStreams(_)
             | Self::NamespaceNotServed(_)
             | Self::WatchForbidden(_)
@@ -385,6 +416,20 @@ mod tests {
                 Code::FailedPrecondition,
             ),
             (Error::ShuttingDown, Code::Unavailable),
+            (
+                Error::CallTimedOut {
+                    after: Duration::from_secs(10),
+                    retry: "retry later",
+                },
+                Code::Unavailable,
+            ),
+            (
+                Error::NamespaceRead {
+                    namespace: "ns".into(),
+                    source: std::sync::Arc::new(kube::Error::Service("refused".into())),
+                },
+                Code::Unavailable,
+            ),
         ];
         for (error, code) in cases {
             let description = error.to_string();

@@ -2,6 +2,7 @@
 //! on top of the Kubernetes adapter ([`ClusterPods`]) and the [`StatusHub`].
 
 pub mod convert;
+mod deadline;
 mod deploy;
 mod watch;
 
@@ -38,6 +39,8 @@ pub struct ServiceSettings {
     pub max_streams: usize,
     /// Pod Security profile of pods when nothing asks for a stricter one.
     pub pod_security: PodSecurityProfile,
+    /// Longest a call waits on Kubernetes when the caller's deadline is later or unset.
+    pub call_timeout: Duration,
 }
 
 /// The error for a hub subscription that failed; its detail goes to the log.
@@ -94,6 +97,15 @@ impl DeployerService {
             stream_tasks: Arc::default(),
             shutdown,
         }
+    }
+
+    /// When a call must be over: the caller's deadline (a little before) or the server's own
+    /// limit, whichever comes first.
+    fn call_limit<T>(&self, request: &Request<T>) -> tokio::time::Instant {
+        deadline::call_limit(
+            deadline::caller_deadline(request.metadata()),
+            self.settings.call_timeout,
+        )
     }
 
     /// Refuse namespaces this deployer does not serve, and malformed ones.
@@ -306,7 +318,7 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
         &self,
         request: Request<pb::DeployRequest>,
     ) -> std::result::Result<Response<pb::DeployResponse>, Status> {
-        let deadline = deploy::caller_deadline(request.metadata());
+        let deadline = deadline::caller_deadline(request.metadata());
         let call = CallInfo::new(method::DEPLOY, &request);
         let caller = call.caller().cloned();
         let request = request.into_inner();
@@ -328,8 +340,9 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
     ) -> std::result::Result<Response<pb::GetStatusResponse>, Status> {
         let call = CallInfo::new(method::GET_STATUS, &request);
         let caller = call.caller().cloned();
+        let limit = self.call_limit(&request);
         let request = request.into_inner();
-        let work = async {
+        let work = deadline::bounded(limit, deadline::RETRY, async {
             self.admit(caller, Action::Status, &request.namespace)?;
             validate_pod_name("name", &request.name).map_err(Error::InvalidRequest)?;
             let state = self
@@ -339,7 +352,7 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
             Ok(pb::GetStatusResponse {
                 pod: Some(pod_status(state)),
             })
-        };
+        });
         self.audited(call, work, |_| None).await.map(Response::new)
     }
 
@@ -353,8 +366,9 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
     ) -> std::result::Result<Response<pb::ListPodsResponse>, Status> {
         let call = CallInfo::new(method::LIST_PODS, &request);
         let caller = call.caller().cloned();
+        let limit = self.call_limit(&request);
         let request = request.into_inner();
-        let work = async {
+        let work = deadline::bounded(limit, deadline::RETRY, async {
             self.admit(caller, Action::List, &request.namespace)?;
             let selector = LabelSelector::parse(&request.label_selector)
                 .map_err(|rule| invalid("label_selector", rule))?;
@@ -362,7 +376,7 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
             Ok(pb::ListPodsResponse {
                 pods: pods.into_iter().map(pod_status).collect(),
             })
-        };
+        });
         self.audited(call, work, |_| None).await.map(Response::new)
     }
 
@@ -376,8 +390,9 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
     ) -> std::result::Result<Response<pb::DeletePodResponse>, Status> {
         let call = CallInfo::new(method::DELETE_POD, &request);
         let caller = call.caller().cloned();
+        let limit = self.call_limit(&request);
         let request = request.into_inner();
-        let work = async {
+        let work = deadline::bounded(limit, deadline::RETRY_DELETE, async {
             self.admit(caller, Action::Delete, &request.namespace)?;
             validate_pod_name("name", &request.name).map_err(Error::InvalidRequest)?;
             let grace = match &request.grace_period {
@@ -394,7 +409,7 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
             Ok(pb::DeletePodResponse {
                 pod: Some(pod_status(state)),
             })
-        };
+        });
         self.audited(call, work, |_| None).await.map(Response::new)
     }
 
@@ -411,8 +426,9 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
     ) -> std::result::Result<Response<Self::WatchStatusStream>, Status> {
         let call = CallInfo::new(method::WATCH_STATUS, &request);
         let caller = call.caller().cloned();
+        let limit = self.call_limit(&request);
         let request = request.into_inner();
-        let work = async {
+        let work = deadline::bounded(limit, deadline::RETRY, async {
             let caller = self.admit(caller, Action::Status, &request.namespace)?;
             let filter = match (request.name.is_empty(), request.label_selector.is_empty()) {
                 (false, true) => {
@@ -433,7 +449,7 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
             let until = pb::Until::try_from(request.until).unwrap_or(pb::Until::Unspecified);
             self.watch(&request.namespace, filter, until, caller.expires_at)
                 .await
-        };
+        });
         self.audited(call, work, |_| None).await.map(Response::new)
     }
 }

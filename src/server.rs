@@ -37,6 +37,14 @@ const READINESS_INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 /// Longest delay between two attempts to reach the API server.
 const READINESS_MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// Once serving, how often the API server is asked for its version, to tell whether it answers.
+const APISERVER_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// How long one of those probes may take.
+const APISERVER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the API server may go unanswering before `deployer.v1.DeployerService` health
+/// says NOT_SERVING.
+pub const APISERVER_UNREACHABLE_AFTER: Duration = Duration::from_secs(5);
+
 /// Health service names reported by the server: the whole server ("") and the
 /// deployer service.
 const HEALTH_SERVICES: [&str; 2] = ["", proto::DEPLOYER_SERVICE];
@@ -251,6 +259,7 @@ impl Server {
                 heartbeat: Duration::from_secs(config.heartbeat_secs),
                 max_streams: config.max_streams,
                 pod_security: config.pod_security,
+                call_timeout: Duration::from_secs(config.call_timeout_secs),
             },
         })
     }
@@ -632,6 +641,7 @@ async fn wait_for_apiserver(
                     "watches synced, reporting SERVING"
                 );
                 set_health(&health, ServingStatus::Serving).await;
+                follow_apiserver(&client, &health, &mut stop).await;
                 return;
             }
             Err(error) => {
@@ -649,6 +659,58 @@ async fn wait_for_apiserver(
         }
         backoff = (backoff * 2).min(READINESS_MAX_BACKOFF);
         attempt = attempt.saturating_add(1);
+    }
+}
+
+/// Once serving: reports `deployer.v1.DeployerService` NOT_SERVING while the API server has not
+/// answered for [`APISERVER_UNREACHABLE_AFTER`], and SERVING again once it answers, until
+/// `stop`. The whole server ("") stays SERVING: every replica shares the API server, so
+/// failing readiness everywhere would only turn the calls' informative UNAVAILABLE answers
+/// into connection errors, and a restart would not bring the API server back.
+async fn follow_apiserver(
+    client: &kube::Client,
+    health: &HealthReporter,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let mut last_answer = tokio::time::Instant::now();
+    let mut reachable = true;
+    let mut tick = tokio::time::interval(APISERVER_PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let probe = async {
+            tick.tick().await;
+            tokio::time::timeout(APISERVER_PROBE_TIMEOUT, k8s::apiserver_version(client)).await
+        };
+        let answered = tokio::select! {
+            probe = probe => match probe {
+                Ok(Ok(_)) => true,
+                // An HTTP answer, even an error, is an API server that answers.
+                Ok(Err(Error::KubeApi { source: kube::Error::Api(_), .. })) => true,
+                Ok(Err(_)) | Err(_) => false,
+            },
+            _ = stop.wait_for(|stop| *stop) => return,
+        };
+        if answered {
+            last_answer = tokio::time::Instant::now();
+        }
+        let now_reachable = answered || last_answer.elapsed() < APISERVER_UNREACHABLE_AFTER;
+        if now_reachable == reachable {
+            continue;
+        }
+        reachable = now_reachable;
+        let status = if reachable {
+            tracing::info!("the Kubernetes API server answers again: DeployerService SERVING");
+            ServingStatus::Serving
+        } else {
+            tracing::warn!(
+                unanswered_for = ?last_answer.elapsed(),
+                "the Kubernetes API server does not answer: DeployerService NOT_SERVING"
+            );
+            ServingStatus::NotServing
+        };
+        health
+            .set_service_status(proto::DEPLOYER_SERVICE, status)
+            .await;
     }
 }
 

@@ -600,6 +600,7 @@ pub fn with_test_security(config: k8s_deployer::Config) -> k8s_deployer::Config 
         kubeconfig: config.kubeconfig,
         namespaces: config.namespaces,
         heartbeat_secs: config.heartbeat_secs,
+        call_timeout_secs: config.call_timeout_secs,
         max_streams: config.max_streams,
         shutdown_timeout_secs: config.shutdown_timeout_secs,
         ..secure

@@ -5,11 +5,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::domain::spec::{DeploySpec, resolve_profile};
+use crate::domain::spec::{DeploySpec, PodSecurityProfile, resolve_profile};
 use crate::domain::validate::validate_deploy;
 use crate::domain::{Caller, DeployInput, Health, ImageReference, PodState, WaitFor};
 use crate::grpc::DeployerService;
 use crate::grpc::convert::{health_name, reason_name};
+use crate::grpc::deadline::{DEADLINE_MARGIN, RETRY_CREATE, bounded, call_limit};
 use crate::hub::{Filter, PodView, Subscription, Update};
 use crate::policy::{Action, ImageRefusalKind};
 use crate::proto::deployer::v1 as pb;
@@ -17,26 +18,6 @@ use crate::{Error, Result};
 
 /// How many generated names Deploy tries when one is taken.
 const NAME_ATTEMPTS: usize = 3;
-/// Answer this much before the caller's deadline, so that it gets our reason rather than
-/// the transport's bare DEADLINE_EXCEEDED.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(200);
-
-/// The caller's deadline, from the `grpc-timeout` header.
-pub(super) fn caller_deadline(metadata: &tonic::metadata::MetadataMap) -> Option<Instant> {
-    let value = metadata.get("grpc-timeout")?.to_str().ok()?;
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    let amount: u64 = digits.parse().ok()?;
-    let timeout = match unit {
-        "H" => Duration::from_secs(amount.saturating_mul(3600)),
-        "M" => Duration::from_secs(amount.saturating_mul(60)),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
-        _ => return None,
-    };
-    Instant::now().checked_add(timeout)
-}
 
 impl DeployerService {
     pub(super) async fn deploy(
@@ -72,16 +53,35 @@ impl DeployerService {
         };
         profile_for(None)?;
 
-        if let Some(existing) = self.previous_attempt(&spec).await? {
+        // Everything that waits on the API server is bounded by the call's limit; the wait
+        // for the pod's state that may follow has its own (wait_timeout, the deadline).
+        let limit = call_limit(deadline, self.settings.call_timeout);
+        let placed = bounded(
+            limit,
+            RETRY_CREATE,
+            self.place(&input, &mut spec, profile_for),
+        )
+        .await?;
+        self.finish(&spec, placed, deadline).await
+    }
+
+    /// The pod of the request: one an earlier attempt created, or a new one; subscribed to
+    /// first when the request waits, so that the wait sees every change from the first.
+    async fn place(
+        &self,
+        input: &DeployInput,
+        spec: &mut DeploySpec,
+        profile_for: impl Fn(Option<&str>) -> Result<PodSecurityProfile>,
+    ) -> Result<Placed> {
+        if let Some(existing) = self.previous_attempt(spec).await? {
             spec.name.clone_from(&existing.name);
-            return self.answer(&spec, existing, false, deadline).await;
+            return self.existing(spec, existing).await;
         }
 
         // Reading the namespace also tells a missing namespace apart before anything else.
         let enforced = self.pods.pod_security_enforced(&spec.namespace).await?;
         let profile = profile_for(enforced.as_deref())?;
 
-        // Subscribe before creating, so that the wait sees every change from the first.
         let waiting = spec.wait.is_some() && !spec.dry_run;
         let mut attempt = 1;
         loop {
@@ -90,20 +90,22 @@ impl DeployerService {
             } else {
                 None
             };
-            match self.pods.create(&spec, profile).await {
+            match self.pods.create(spec, profile).await {
                 Ok(created) => {
                     tracing::info!(
                         namespace = %spec.namespace, name = %spec.name, image = %spec.image,
                         pod_security = profile.as_str(), dry_run = spec.dry_run, "pod created"
                     );
-                    return self
-                        .finish(&spec, created, !spec.dry_run, subscription, deadline)
-                        .await;
+                    return Ok(Placed {
+                        pod: created,
+                        created: !spec.dry_run,
+                        subscription,
+                    });
                 }
                 Err(Error::NameTaken { .. }) if spec.request_id.is_some() => {
                     // A concurrent retry of the same request may have won the race.
-                    if let Some(existing) = self.previous_attempt(&spec).await? {
-                        return self.answer(&spec, existing, false, deadline).await;
+                    if let Some(existing) = self.previous_attempt(spec).await? {
+                        return self.existing(spec, existing).await;
                     }
                     return Err(Error::NameTaken {
                         namespace: spec.namespace.clone(),
@@ -112,9 +114,15 @@ impl DeployerService {
                 }
                 Err(Error::NameTaken { .. }) if spec.generated_name && attempt < NAME_ATTEMPTS => {
                     attempt += 1;
-                    spec = validate_deploy(&input).map_err(Error::InvalidRequest)?;
+                    *spec = validate_deploy(input).map_err(Error::InvalidRequest)?;
                 }
-                Err(error) => return Err(error),
+                Err(error) => {
+                    if let Error::NamespaceNotFound(namespace) = &error {
+                        // Deleted since it was read: the next call must not be told otherwise.
+                        self.pods.forget_namespace(namespace);
+                    }
+                    return Err(error);
+                }
             }
         }
     }
@@ -160,31 +168,32 @@ impl DeployerService {
             .map_err(|error| super::subscribe_failed(namespace, error))
     }
 
-    /// Answer with an existing pod, waiting first if the request asks to.
-    async fn answer(
-        &self,
-        spec: &DeploySpec,
-        pod: PodState,
-        created: bool,
-        deadline: Option<Instant>,
-    ) -> Result<pb::DeployResponse> {
+    /// An existing pod, subscribed to when the request waits.
+    async fn existing(&self, spec: &DeploySpec, pod: PodState) -> Result<Placed> {
         let subscription = if spec.wait.is_some() && !spec.dry_run {
             Some(self.subscribe(&spec.namespace, &pod.name).await?)
         } else {
             None
         };
-        self.finish(spec, pod, created, subscription, deadline)
-            .await
+        Ok(Placed {
+            pod,
+            created: false,
+            subscription,
+        })
     }
 
+    /// Answer with the pod, once it is where the request asked it to be.
     async fn finish(
         &self,
         spec: &DeploySpec,
-        pod: PodState,
-        created: bool,
-        subscription: Option<Subscription>,
+        placed: Placed,
         deadline: Option<Instant>,
     ) -> Result<pb::DeployResponse> {
+        let Placed {
+            pod,
+            created,
+            subscription,
+        } = placed;
         let view = match (spec.wait, subscription) {
             (Some((wanted, timeout)), Some(subscription)) => {
                 let limit = Instant::now() + timeout;
@@ -205,6 +214,13 @@ impl DeployerService {
             pod_security: pod_security.into(),
         })
     }
+}
+
+/// The request's pod, found or created, and its subscription when the request waits.
+struct Placed {
+    pod: PodState,
+    created: bool,
+    subscription: Option<Subscription>,
 }
 
 /// Whether the pod is where the caller asked it to be.
@@ -284,27 +300,5 @@ async fn wait_for(
             return Err(failed(&view));
         }
         last = (*view).clone();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_timeouts_parse() {
-        let mut metadata = tonic::metadata::MetadataMap::new();
-        assert!(caller_deadline(&metadata).is_none());
-        for (value, at_least) in [
-            ("5S", Duration::from_secs(4)),
-            ("1500m", Duration::from_millis(1400)),
-            ("2M", Duration::from_secs(119)),
-        ] {
-            metadata.insert("grpc-timeout", value.parse().expect("ascii"));
-            let deadline = caller_deadline(&metadata).expect("a deadline");
-            assert!(deadline > Instant::now() + at_least, "{value}");
-        }
-        metadata.insert("grpc-timeout", "5X".parse().expect("ascii"));
-        assert!(caller_deadline(&metadata).is_none());
     }
 }

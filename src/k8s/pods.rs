@@ -2,6 +2,7 @@
 //! [`ClusterPods`] creates, reads, lists and deletes the pods this service manages.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
@@ -17,6 +18,7 @@ use crate::domain::{
     PodState, REQUEST_HASH_ANNOTATION, REQUEST_ID_LABEL,
 };
 use crate::k8s::convert::pod_state;
+use crate::k8s::namespaces::{Lookup, NamespaceCache, NamespaceInfo};
 use crate::{Error, Result};
 
 /// The Pod object for a validated spec: one container named `app`, the managed-by label,
@@ -169,10 +171,32 @@ fn status_code(error: &kube::Error) -> Option<u16> {
     }
 }
 
+/// One read of a namespace, for the [`NamespaceCache`].
+async fn read_namespace(client: kube::Client, namespace: String) -> Lookup {
+    match Api::<Namespace>::all(client).get_opt(&namespace).await {
+        Ok(Some(ns)) => Ok(NamespaceInfo::Found {
+            enforce: ns
+                .metadata
+                .labels
+                .and_then(|mut labels| labels.remove(POD_SECURITY_ENFORCE_LABEL)),
+        }),
+        Ok(None) => Ok(NamespaceInfo::Missing),
+        // Namespaces are cluster-scoped: a deployer confined to namespaced Roles may not
+        // read them. Then the namespace is taken as existing; the calls that follow fail
+        // on their own if it does not.
+        Err(error) if status_code(&error) == Some(403) => {
+            tracing::debug!(namespace = %namespace, "may not read namespaces, assuming it exists");
+            Ok(NamespaceInfo::Unreadable)
+        }
+        Err(error) => Err(Arc::new(error)),
+    }
+}
+
 /// The pods this service manages, through one shared client.
 #[derive(Clone)]
 pub struct ClusterPods {
     client: kube::Client,
+    namespaces: NamespaceCache,
 }
 
 impl std::fmt::Debug for ClusterPods {
@@ -185,7 +209,10 @@ impl ClusterPods {
     /// Pods through `client`.
     #[must_use]
     pub fn new(client: kube::Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            namespaces: NamespaceCache::default(),
+        }
     }
 
     fn pods(&self, namespace: &str) -> Api<Pod> {
@@ -203,30 +230,28 @@ impl ClusterPods {
 
     /// The value of the namespace's `pod-security.kubernetes.io/enforce` label, if it has one
     /// and the deployer may read it; fails with [`Error::NamespaceNotFound`] unless the
-    /// namespace exists.
+    /// namespace exists. Answered from the namespace cache ([`NamespaceCache`]): at most one
+    /// read of a namespace every few seconds, however many calls ask.
     ///
     /// # Errors
     ///
     /// NamespaceNotFound, or the API error.
     pub async fn pod_security_enforced(&self, namespace: &str) -> Result<Option<String>> {
-        let found = Api::<Namespace>::all(self.client.clone())
-            .get_opt(namespace)
-            .await;
-        match found {
-            Ok(Some(ns)) => Ok(ns
-                .metadata
-                .labels
-                .and_then(|mut labels| labels.remove(POD_SECURITY_ENFORCE_LABEL))),
-            Ok(None) => Err(Error::NamespaceNotFound(namespace.to_owned())),
-            // Namespaces are cluster-scoped: a deployer confined to namespaced Roles may not
-            // read them. Then the namespace is taken as existing; the calls that follow fail
-            // on their own if it does not.
-            Err(error) if status_code(&error) == Some(403) => {
-                tracing::debug!(namespace, "may not read namespaces, assuming it exists");
-                Ok(None)
-            }
-            Err(error) => Err(api_error(format!("reading namespace {namespace:?}"))(error)),
+        let read = || read_namespace(self.client.clone(), namespace.to_owned());
+        match self.namespaces.lookup(namespace, read).await {
+            Ok(NamespaceInfo::Found { enforce }) => Ok(enforce),
+            Ok(NamespaceInfo::Missing) => Err(Error::NamespaceNotFound(namespace.to_owned())),
+            Ok(NamespaceInfo::Unreadable) => Ok(None),
+            Err(source) => Err(Error::NamespaceRead {
+                namespace: namespace.to_owned(),
+                source,
+            }),
         }
+    }
+
+    /// Forget what is known of the namespace: the API server just said it does not exist.
+    pub fn forget_namespace(&self, namespace: &str) {
+        self.namespaces.forget(namespace);
     }
 
     /// Create the pod for `spec`, hardened to `profile` (a server-side dry run when the spec
