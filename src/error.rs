@@ -80,6 +80,18 @@ pub enum Error {
         name: String,
     },
 
+    /// The API server refused the pod as too large (HTTP 413, or etcd's "request is too
+    /// large" / "trying to send message larger than max" as a 500): a retry cannot succeed.
+    #[error(
+        "pod {namespace}/{name} is too large for Kubernetes: make env, annotations, command or args smaller"
+    )]
+    PodTooLarge {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
     /// The request_id was already used by a request that asked for something else.
     #[error("request_id: {0:?} was already used for a different request")]
     RequestIdReused(String),
@@ -237,7 +249,9 @@ impl Error {
     fn code(&self) -> tonic::Code {
         match self {
             Self::KubeApi { source, .. } => kube_error_code(source),
-            Self::InvalidRequest(_) | Self::RequestIdReused(_) => tonic::Code::InvalidArgument,
+            Self::InvalidRequest(_) | Self::RequestIdReused(_) | Self::PodTooLarge { .. } => {
+                tonic::Code::InvalidArgument
+            }
             Self::NamespaceNotFound(_) | Self::PodNotFound { .. } => tonic::Code::NotFound,
             Self::NameTaken { .. } => tonic::Code::AlreadyExists,
             Self::NotManaged { .. } | Self::PodFailed { .. } => tonic::Code::FailedPrecondition,
@@ -378,6 +392,7 @@ impl Error {
             | Self::NameTaken { .. }
             | Self::NotManaged { .. }
             | Self::RequestIdReused(_)
+            | Self::PodTooLarge { .. }
             | Self::PodFailed { .. }
             | Self::WaitTimedOut { .. }
             | Self::TooManyStreams(_)
@@ -489,6 +504,13 @@ mod tests {
                 Code::FailedPrecondition,
             ),
             (Error::RequestIdReused("r".into()), Code::InvalidArgument),
+            (
+                Error::PodTooLarge {
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                },
+                Code::InvalidArgument,
+            ),
             (
                 Error::InvalidRequest(Violations(vec![])),
                 Code::InvalidArgument,
