@@ -12,8 +12,9 @@ use futures::TryFutureExt as _;
 use futures::future::MapOk;
 use http::HeaderValue;
 
-/// The text tonic's decoder gives a message above the limit.
-const TOO_LARGE: &[u8] = b"message length too large";
+/// The text tonic's decoder gives a message above the limit, as it is in the `grpc-message`
+/// header: percent-encoded, spaces included.
+const TOO_LARGE: &[u8] = b"message%20length%20too%20large";
 
 /// The [`tower::Layer`] that answers RESOURCE_EXHAUSTED for a request message above the
 /// server's receive limit, where tonic answers OUT_OF_RANGE.
@@ -76,36 +77,29 @@ fn resource_exhausted_if_too_large<B>(mut response: http::Response<B>) -> http::
 mod tests {
     use super::*;
 
-    fn response(code: &'static str, message: &'static str) -> http::Response<()> {
-        let mut response = http::Response::new(());
-        response
-            .headers_mut()
-            .insert("grpc-status", HeaderValue::from_static(code));
-        response
-            .headers_mut()
-            .insert("grpc-message", HeaderValue::from_static(message));
-        response
+    /// The response tonic sends for `status`.
+    fn response(status: tonic::Status) -> http::Response<()> {
+        status.into_http()
     }
 
     #[test]
     fn only_the_too_large_refusal_becomes_resource_exhausted() {
+        use tonic::Code;
         let too_large = "Error, decoded message length too large: found 5242885 bytes, \
                          the limit is: 4194304 bytes";
         #[rustfmt::skip]
         let cases = [
-            ("11", too_large, "8"),
-            ("11", "wait_timeout is out of range", "11"),
-            ("3", too_large, "3"),
-            ("0", "", "0"),
+            (Code::OutOfRange, too_large, Code::ResourceExhausted),
+            (Code::OutOfRange, "wait_timeout is out of range", Code::OutOfRange),
+            (Code::InvalidArgument, too_large, Code::InvalidArgument),
+            (Code::Ok, "", Code::Ok),
         ];
         for (code, message, want) in cases {
-            let answered = resource_exhausted_if_too_large(response(code, message));
-            assert_eq!(
-                answered.headers()["grpc-status"],
-                want,
-                "{code} {message:?}"
-            );
-            assert_eq!(answered.headers()["grpc-message"], message);
+            let answered =
+                resource_exhausted_if_too_large(response(tonic::Status::new(code, message)));
+            let status = tonic::Status::from_header_map(answered.headers()).expect("a status");
+            assert_eq!(status.code(), want, "{code:?} {message:?}");
+            assert_eq!(status.message(), message);
         }
         let plain = resource_exhausted_if_too_large(http::Response::new(()));
         assert!(plain.headers().get("grpc-status").is_none());
