@@ -87,6 +87,18 @@ pub enum Error {
         name: String,
     },
 
+    /// The API server refused the pod as too large (HTTP 413, or etcd's "request is too
+    /// large" / "trying to send message larger than max" as a 500): a retry cannot succeed.
+    #[error(
+        "pod {namespace}/{name} is too large for Kubernetes: make env, annotations, command or args smaller"
+    )]
+    PodTooLarge {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
     /// The request_id was already used by a request that asked for something else.
     #[error("request_id: {0:?} was already used for a different request")]
     RequestIdReused(String),
@@ -174,7 +186,9 @@ impl Error {
         match self {
             Self::KubeApi { source, .. } => kube_error_code(source),
             Self::NamespaceRead { source, .. } => kube_error_code(source),
-            Self::InvalidRequest(_) | Self::RequestIdReused(_) => tonic::Code::InvalidArgument,
+            Self::InvalidRequest(_) | Self::RequestIdReused(_) | Self::PodTooLarge { .. } => {
+                tonic::Code::InvalidArgument
+            }
             Self::NamespaceNotFound(_) | Self::PodNotFound { .. } => tonic::Code::NotFound,
             Self::NameTaken { .. } => tonic::Code::AlreadyExists,
             Self::NotManaged { .. } | Self::PodFailed { .. } => tonic::Code::FailedPrecondition,
@@ -296,6 +310,7 @@ impl Error {
             | Self::NameTaken { .. }
             | Self::NotManaged { .. }
             | Self::RequestIdReused(_)
+            | Self::PodTooLarge { .. }
             | Self::PodFailed { .. }
             | Self::WaitTimedOut { .. }
             | Self::CallTimedOut { .. }
@@ -390,6 +405,13 @@ mod tests {
                 Code::FailedPrecondition,
             ),
             (Error::RequestIdReused("r".into()), Code::InvalidArgument),
+            (
+                Error::PodTooLarge {
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                },
+                Code::InvalidArgument,
+            ),
             (
                 Error::InvalidRequest(Violations(vec![])),
                 Code::InvalidArgument,

@@ -4,6 +4,7 @@
 pub mod convert;
 mod deadline;
 mod deploy;
+pub mod limits;
 mod watch;
 
 use std::collections::BTreeSet;
@@ -430,23 +431,28 @@ impl pb::deployer_service_server::DeployerService for DeployerService {
         let request = request.into_inner();
         let work = deadline::bounded(limit, deadline::RETRY, async {
             let caller = self.admit(caller, Action::Status, &request.namespace)?;
+            // Every malformed field is reported at once, as for Deploy.
+            let mut violations = Violations::default();
             let filter = match (request.name.is_empty(), request.label_selector.is_empty()) {
-                (false, true) => {
-                    validate_pod_name("name", &request.name).map_err(Error::InvalidRequest)?;
-                    Filter::Name(request.name.clone())
-                }
-                (true, false) => Filter::Selector(
-                    LabelSelector::parse(&request.label_selector)
-                        .map_err(|rule| invalid("label_selector", rule))?,
-                ),
+                (false, true) => validate_pod_name("name", &request.name)
+                    .map(|()| Filter::Name(request.name.clone()))
+                    .map_err(|v| violations.extend(v))
+                    .ok(),
+                (true, false) => LabelSelector::parse(&request.label_selector)
+                    .map(Filter::Selector)
+                    .map_err(|rule| violations.push("label_selector", rule))
+                    .ok(),
                 _ => {
-                    return Err(invalid(
-                        "name",
-                        "exactly one of name and label_selector must be set",
-                    ));
+                    violations.push("name", "exactly one of name and label_selector must be set");
+                    None
                 }
             };
-            let until = pb::Until::try_from(request.until).unwrap_or(pb::Until::Unspecified);
+            let until = convert::until(request.until)
+                .map_err(|v| violations.extend(v))
+                .ok();
+            let (Some(filter), Some(until)) = (filter, until) else {
+                return Err(Error::InvalidRequest(violations));
+            };
             self.watch(&request.namespace, filter, until, caller.expires_at)
                 .await
         });

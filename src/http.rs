@@ -153,14 +153,10 @@ impl Authenticated {
 async fn deploy(
     State(api): State<Api>,
     who: Authenticated,
-    body: Result<Json<DeployBody>, axum::extract::rejection::JsonRejection>,
+    body: axum::body::Bytes,
 ) -> Result<Json<DeployAccepted>, ApiError> {
-    let Json(body) = body.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid request body: {}", rejection.body_text()),
-        )
-    })?;
+    let body: DeployBody =
+        json_body(&body).map_err(|why| ApiError::new(StatusCode::BAD_REQUEST, why))?;
     let name = match &body.pod_name {
         Some(name) if !name.is_empty() => name.clone(),
         _ => prototype_pod_name(&body.image),
@@ -185,6 +181,60 @@ async fn deploy(
             Err(ApiError::new(StatusCode::BAD_REQUEST, status.message()))
         }
         Err(status) => Err(status.into()),
+    }
+}
+
+/// A JSON request body, or what is wrong with it in our words, naming the field:
+/// `body: field `image` must be a string, not integer `1``. The parser's own text is not
+/// passed on: it speaks of Rust types and serde, not of the API.
+fn json_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| body_problem(&error.path().to_string(), error.inner()))?;
+    // Anything after the value is refused, as serde_json::from_slice does.
+    deserializer
+        .end()
+        .map_err(|error| body_problem(".", &error))?;
+    Ok(value)
+}
+
+/// What is wrong with a body, at `path` (`.` for the whole body).
+fn body_problem(path: &str, error: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let at = format!("at line {} column {}", error.line(), error.column());
+    match error.classify() {
+        Category::Io => "body: could not be read".to_owned(),
+        Category::Eof => format!("body: is not complete JSON (it ends {at})"),
+        Category::Syntax => format!("body: is not valid JSON {at}"),
+        Category::Data => data_problem(path, &error.to_string()),
+    }
+}
+
+/// A JSON value of the wrong shape, in our words. serde's messages read `invalid type:
+/// integer `1`, expected a string at line 1 column 11` and `missing field `namespace``.
+fn data_problem(path: &str, message: &str) -> String {
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(message, |(message, _)| message);
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.strip_suffix('`'))
+    {
+        return format!("body: field `{field}` is required");
+    }
+    let shape = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+        .and_then(|rest| rest.split_once(", expected "));
+    match (path, shape) {
+        (".", Some((found, _))) => format!(
+            "body: must be a JSON object with the fields image, namespace and pod_name, not {found}"
+        ),
+        (field, Some((found, expected))) => {
+            format!("body: field `{field}` must be {expected}, not {found}")
+        }
+        (".", None) => format!("body: {message}"),
+        (field, None) => format!("body: field `{field}`: {message}"),
     }
 }
 

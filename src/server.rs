@@ -354,6 +354,7 @@ impl Server {
                 .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
                 .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
                 .layer(AuthLayer::new(self.auth))
+                .layer(crate::grpc::limits::MessageLimitLayer)
                 .add_service(health_service)
                 .add_service(DeployerServiceServer::new(deployer))
                 .add_service(reflection_v1)

@@ -1044,3 +1044,255 @@ async fn an_apiserver_that_throttles_is_resource_exhausted() {
         .delete(&level_name, &dp)
         .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9, input defects at the boundary: unknown enum values, digest algorithms, sizes, pod
+// names with dots. Each of these failed before the fix.
+// ---------------------------------------------------------------------------------------------
+
+/// The fields of an INVALID_ARGUMENT's google.rpc.BadRequest details.
+fn violated_fields(error: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    error
+        .get_details_bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}
+
+#[tokio::test]
+async fn unknown_enum_values_are_invalid_argument_naming_the_field() {
+    let (server, admin, ns) = serving_deployer("unknown-enum").await;
+    let mut client = server.client();
+    type Edit = fn(&mut pb::DeployRequest);
+    let cases: [(Edit, &str); 4] = [
+        (|r| r.wait_for = 99, "wait_for"),
+        (|r| r.restart_policy = 99, "restart_policy"),
+        (|r| r.pod_security = 99, "pod_security"),
+        (
+            |r| {
+                r.ports = vec![pb::ContainerPort {
+                    name: String::new(),
+                    container_port: 80,
+                    protocol: 99,
+                }]
+            },
+            "ports[0].protocol",
+        ),
+    ];
+    for (edit, field) in cases {
+        let mut request = deploy_request(&ns, "nginx:1.27");
+        edit(&mut request);
+        let error = client.deploy(request).await.expect_err("refused");
+        assert_eq!(error.code(), Code::InvalidArgument, "{field}: {error:?}");
+        assert!(
+            error
+                .message()
+                .starts_with(&format!("{field}: unknown value 99")),
+            "{field}: {}",
+            error.message()
+        );
+        assert_eq!(violated_fields(&error), [field]);
+    }
+    // Listed with the request's other violations, in one error.
+    let error = client
+        .deploy(pb::DeployRequest {
+            wait_for: 99,
+            name: "Bad_Name".into(),
+            ..deploy_request(&ns, "nginx:1.27")
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(error.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&error), ["wait_for", "name"]);
+    assert!(pods_in(&admin, &ns).await.is_empty(), "no pod was created");
+
+    // WatchStatus's until, with the other fields of its request.
+    let error = client
+        .watch_status(pb::WatchStatusRequest {
+            namespace: ns.clone(),
+            name: "web".into(),
+            label_selector: String::new(),
+            until: 99,
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+    assert!(
+        error.message().starts_with("until: unknown value 99"),
+        "{}",
+        error.message()
+    );
+    let error = client
+        .watch_status(pb::WatchStatusRequest {
+            namespace: ns.clone(),
+            name: "Bad_Name".into(),
+            label_selector: String::new(),
+            until: 7,
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(violated_fields(&error), ["name", "until"]);
+}
+
+#[tokio::test]
+async fn unsupported_digest_algorithms_are_refused_naming_the_algorithm() {
+    let (server, admin, ns) = serving_deployer("digest").await;
+    let mut client = server.client();
+    let hex = "0123456789abcdef".repeat(4);
+    let cases = [
+        (
+            "nginx@md5:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_owned(),
+            "digest algorithm \"md5\" is not supported (sha256 or sha512)",
+        ),
+        (
+            format!("nginx@sha1:{}", &hex[..40]),
+            "digest algorithm \"sha1\" is not supported (sha256 or sha512)",
+        ),
+        (
+            format!("nginx@sha256:{}", &hex[..63]),
+            "sha256 digest must be 64 lower-case hex characters, not 63",
+        ),
+        (
+            format!("nginx@sha512:{hex}"),
+            "sha512 digest must be 128 lower-case hex characters, not 64",
+        ),
+    ];
+    for (image, rule) in cases {
+        let error = client
+            .deploy(deploy_request(&ns, &image))
+            .await
+            .expect_err("refused");
+        assert_eq!(error.code(), Code::InvalidArgument, "{image}: {error:?}");
+        assert!(
+            error.message().starts_with(&format!("image: {image:?}"))
+                && error.message().ends_with(rule),
+            "{image}: {}",
+            error.message()
+        );
+    }
+    assert!(pods_in(&admin, &ns).await.is_empty(), "no pod was created");
+}
+
+#[tokio::test]
+async fn a_pod_too_large_for_kubernetes_is_invalid_argument_not_unavailable() {
+    let (server, admin, ns) = serving_deployer("too-large").await;
+    let mut client = server.client();
+    // 2 MiB, below gRPC's 4 MiB: the apiserver used to answer 500, sent on as UNAVAILABLE.
+    let error = client
+        .deploy(pb::DeployRequest {
+            env: vec![pb::EnvVar {
+                name: "BIG".into(),
+                value: "x".repeat(2 << 20),
+            }],
+            ..deploy_request(&ns, "nginx:1.27")
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+    assert!(
+        error
+            .message()
+            .starts_with("env: the pod would take about ")
+            && error.message().contains("1 MiB (1048576 bytes)"),
+        "{}",
+        error.message()
+    );
+    assert_eq!(violated_fields(&error), ["env"]);
+
+    // Annotations: 256 KiB in all, counting the ones the service adds.
+    let error = client
+        .deploy(pb::DeployRequest {
+            annotations: [("note".to_owned(), "x".repeat(256 * 1024 - 50))].into(),
+            ..deploy_request(&ns, "nginx:1.27")
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+    assert!(
+        error
+            .message()
+            .starts_with("annotations: total size of keys and values must be at most 256 KiB"),
+        "{}",
+        error.message()
+    );
+    assert!(pods_in(&admin, &ns).await.is_empty(), "no pod was created");
+}
+
+#[tokio::test]
+async fn a_request_above_the_receive_limit_is_resource_exhausted() {
+    let (server, admin, ns) = serving_deployer("receive-limit").await;
+    let mut client = server.client();
+    let error = client
+        .deploy(pb::DeployRequest {
+            args: vec!["x".repeat(5 << 20)],
+            ..deploy_request(&ns, "nginx:1.27")
+        })
+        .await
+        .expect_err("refused");
+    assert_eq!(error.code(), Code::ResourceExhausted, "{error:?}");
+    assert!(
+        error.message().contains("message length too large"),
+        "{}",
+        error.message()
+    );
+    // The server still serves the connection.
+    let pod = deploy(&mut client, deploy_request(&ns, "nginx:1.27")).await;
+    assert_eq!(pods_in(&admin, &ns).await.len(), 1, "{}", pod.name);
+}
+
+#[tokio::test]
+async fn pod_names_with_dots_work_in_every_call() {
+    let (server, admin, ns) = serving_deployer("dotted").await;
+    let mut client = server.client();
+    let name = "web.v1.27";
+    let pod = deploy(
+        &mut client,
+        pb::DeployRequest {
+            name: name.into(),
+            ..deploy_request(&ns, "nginx:1.27")
+        },
+    )
+    .await;
+    assert_eq!(pod.name, name);
+    assert!(
+        pods_in(&admin, &ns)
+            .await
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(name))
+    );
+    let status = client
+        .get_status(pb::GetStatusRequest {
+            namespace: ns.clone(),
+            name: name.into(),
+        })
+        .await
+        .expect("get status")
+        .into_inner();
+    assert_eq!(status.pod.expect("a pod").name, name);
+    let mut stream = watch(&mut client, &ns, name, pb::Until::None).await;
+    let first = stream
+        .message()
+        .await
+        .expect("the stream")
+        .expect("a snapshot");
+    match first.kind {
+        Some(Kind::Snapshot(snapshot)) => assert_eq!(snapshot.pods[0].name, name),
+        other => panic!("a snapshot first: {other:?}"),
+    }
+    client
+        .delete_pod(pb::DeletePodRequest {
+            namespace: ns.clone(),
+            name: name.into(),
+            grace_period: Some(prost_types::Duration {
+                seconds: 0,
+                nanos: 0,
+            }),
+        })
+        .await
+        .expect("delete");
+    let messages = read_to_end(&mut stream, 1).await;
+    assert_eq!(end_of(&messages), pb::EndReason::PodDeleted);
+}

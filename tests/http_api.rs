@@ -148,9 +148,9 @@ async fn errors_take_the_prototypes_shape_and_the_same_security_applies() {
             400,
             "no-such-namespace",
         ),
-        // The prototype's name for a tagged image can be invalid: 400 says so.
+        // The prototype's name for an image can be invalid ('_' in the tag): 400 says so.
         (
-            json!({ "image": "nginx:1.27", "namespace": namespace }),
+            json!({ "image": "nginx:1_27", "namespace": namespace }),
             400,
             "name",
         ),
@@ -320,5 +320,104 @@ async fn the_watch_streams_server_sent_events_until_the_pod_is_deleted() {
     ] {
         assert!(document["paths"][path].is_object(), "{path}");
     }
+    server.stop().await;
+}
+
+/// Issue 9, defect 4: the prototype's names for tagged images and registry paths have dots
+/// (`nginx-1.27`, `gcr.io-google-containers-pause`), which pod names allow. POST /deploy
+/// without a name answers 200 with them, as the prototype did, and the pods exist.
+#[tokio::test]
+async fn tagged_and_registry_images_deploy_under_the_prototypes_dotted_names() {
+    let admin = TestCluster::shared().client().await;
+    let namespace = create_namespace(&admin, "http-dots", &[]).await;
+    let (server, base) = start().await;
+
+    for (image, name) in [
+        ("nginx:1.27", "nginx-1.27"),
+        (
+            "gcr.io/google-containers/pause",
+            "gcr.io-google-containers-pause",
+        ),
+    ] {
+        let (code, body) = post_deploy(
+            &base,
+            &tester(),
+            &json!({ "image": image, "namespace": namespace }),
+        )
+        .await;
+        assert_eq!(code, 200, "{image}: {body}");
+        assert_eq!(
+            body,
+            json!({ "message": "Pod deployment initiated", "pod_name": name, "namespace": namespace })
+        );
+        let (code, status) = get_status(&base, &tester(), &namespace, name).await;
+        assert_eq!(code, 200, "{status}");
+        assert_eq!(status["pod_name"], name);
+        let pod = Api::<Pod>::namespaced(admin.clone(), &namespace)
+            .get(name)
+            .await
+            .expect("the pod exists");
+        assert_eq!(
+            pod.spec.expect("a spec").containers[0].image.as_deref(),
+            Some(image)
+        );
+    }
+    server.stop().await;
+}
+
+/// Issue 9, defect 8: a malformed body is answered 400 in our words, naming the field that is
+/// wrong, never with the JSON parser's own text; nothing is created.
+#[tokio::test]
+async fn malformed_bodies_are_answered_in_our_words_naming_the_field() {
+    let admin = TestCluster::shared().client().await;
+    let namespace = create_namespace(&admin, "http-body", &[]).await;
+    let (server, base) = start().await;
+
+    #[rustfmt::skip]
+    let cases = [
+        (format!(r#"{{"image": 1, "namespace": "{namespace}"}}"#),
+         "body: field `image` must be a string, not integer `1`".to_owned()),
+        (format!(r#"{{"image": "nginx", "namespace": ["{namespace}"]}}"#),
+         "body: field `namespace` must be a string, not sequence".to_owned()),
+        (r#"{"image": "nginx", "namespace": "x", "pod_name": false}"#.to_owned(),
+         "body: field `pod_name` must be a string, not boolean `false`".to_owned()),
+        (r#"{"image": "nginx"}"#.to_owned(), "body: field `namespace` is required".to_owned()),
+        (r#""nginx""#.to_owned(),
+         "body: must be a JSON object with the fields image, namespace and pod_name, not string \"nginx\"".to_owned()),
+        (r#"{"image": "nginx", "#.to_owned(), "body: is not complete JSON (it ends at line 1 column".to_owned()),
+        (r#"{"image": 'nginx'}"#.to_owned(), "body: is not valid JSON at line 1 column".to_owned()),
+        (format!(r#"{{"image": "nginx", "namespace": "{namespace}"}} and more"#),
+         "body: is not valid JSON at line 1 column".to_owned()),
+    ];
+    for (body, detail) in cases {
+        let response = client()
+            .post(format!("{base}/deploy"))
+            .header("authorization", tester())
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("POST /deploy");
+        let code = response.status().as_u16();
+        let answer: Value = response.json().await.expect("a JSON answer");
+        assert_eq!(code, 400, "{body} -> {answer}");
+        let got = answer["detail"].as_str().unwrap_or_default();
+        assert!(
+            got.starts_with(&detail),
+            "{body} -> {got:?}, want {detail:?}"
+        );
+        for parser_words in ["Failed to deserialize", "invalid type", "expected"] {
+            assert!(!got.contains(parser_words), "{body} -> {got:?}");
+        }
+    }
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
+    assert!(
+        pods.list(&Default::default())
+            .await
+            .expect("list")
+            .items
+            .is_empty(),
+        "nothing was created"
+    );
     server.stop().await;
 }

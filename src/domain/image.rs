@@ -10,8 +10,12 @@
 //! tag            := [A-Za-z0-9_] [A-Za-z0-9_.-]{0,127}
 //! digest         := algorithm ":" encoded
 //! algorithm      := [a-z0-9]+ ([+._-] [a-z0-9]+)*
-//! encoded        := [a-zA-Z0-9=_-]+           sha256: 64 lower-case hex, sha512: 128
+//! encoded        := [a-zA-Z0-9=_-]+
 //! ```
+//!
+//! Of the digests the grammar allows, only the registered algorithms are accepted, with their
+//! exact encodings: `sha256` with 64 lower-case hex characters, `sha512` with 128 (no runtime
+//! pulls by `md5:...` or a truncated hash, so such a pod could never start).
 //!
 //! The first component of the name is a registry only when it contains '.' or ':', is
 //! "localhost", or is a bracketed IPv6 address, and is a valid host; otherwise it is part of
@@ -277,24 +281,27 @@ fn check_tag(tag: &str) -> Result<(), String> {
     if tag.is_empty() {
         return Err("tag after ':' is empty".to_owned());
     }
-    if tag.len() > MAX_TAG_LEN {
-        return Err(format!(
-            "tag must be at most {MAX_TAG_LEN} characters, not {}",
-            tag.len()
-        ));
+    validate_tag(tag)
+}
+
+/// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`. The error quotes the tag and names the rule,
+/// e.g. `"-rc" is not a valid tag: must start with a letter, digit or '_'`. The one home of
+/// the tag grammar: the image policy checks its `deniedTags` with it too.
+pub fn validate_tag(tag: &str) -> Result<(), String> {
+    if tag.is_empty() {
+        return Err("must not be empty".to_owned());
     }
     let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    if let Some(c) = tag.chars().find(|&c| !(word(c) || c == '.' || c == '-')) {
-        return Err(format!(
-            "tag {tag:?} contains invalid character {c:?} (letters, digits, '_', '.', '-' only)"
-        ));
-    }
-    if !tag.starts_with(word) {
-        return Err(format!(
-            "tag {tag:?} must start with a letter, digit or '_'"
-        ));
-    }
-    Ok(())
+    let why = if tag.len() > MAX_TAG_LEN {
+        format!("must be at most {MAX_TAG_LEN} characters")
+    } else if let Some(c) = tag.chars().find(|&c| !(word(c) || c == '.' || c == '-')) {
+        format!("only letters, digits, '_', '.' and '-' (found {c:?})")
+    } else if !tag.starts_with(word) {
+        "must start with a letter, digit or '_'".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(format!("{tag:?} is not a valid tag: {why}"))
 }
 
 fn check_digest(digest: &str) -> Result<(), String> {
@@ -318,30 +325,39 @@ fn check_digest(digest: &str) -> Result<(), String> {
             "digest algorithm {algorithm:?} is invalid (lower-case letters and digits, joined by '+', '.', '_' or '-')"
         ));
     }
-    let hex_len = match algorithm {
-        "sha256" => Some(64),
-        "sha512" => Some(128),
-        _ => None,
-    };
-    if let Some(len) = hex_len {
-        let lower_hex = encoded
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if encoded.len() != len || !lower_hex {
-            return Err(format!(
-                "{algorithm} digest must be {len} lower-case hex characters"
-            ));
-        }
-    } else if encoded.is_empty()
-        || !encoded
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'=' | b'_' | b'-'))
-    {
+    // Only the registered algorithms (OCI image spec, "Registered algorithms"), with their
+    // exact encodings: a runtime cannot pull by any other digest, so the pod could never start.
+    let Some(len) = registered_digest_len(algorithm) else {
         return Err(format!(
-            "digest {digest:?}: the encoded part must be non-empty [a-zA-Z0-9=_-]"
+            "digest algorithm {algorithm:?} is not supported ({})",
+            DIGEST_ALGORITHMS
+                .iter()
+                .map(|(name, _)| *name)
+                .collect::<Vec<_>>()
+                .join(" or ")
         ));
+    };
+    let rule = format!("{algorithm} digest must be {len} lower-case hex characters");
+    if let Some(c) = encoded
+        .chars()
+        .find(|&c| !(c.is_ascii_digit() || ('a'..='f').contains(&c)))
+    {
+        return Err(format!("{rule} (found {c:?})"));
+    }
+    if encoded.len() != len {
+        return Err(format!("{rule}, not {}", encoded.len()));
     }
     Ok(())
+}
+
+/// The digest algorithms a reference may use, with the length of their hex encoding.
+pub const DIGEST_ALGORITHMS: [(&str, usize); 2] = [("sha256", 64), ("sha512", 128)];
+
+fn registered_digest_len(algorithm: &str) -> Option<usize> {
+    DIGEST_ALGORITHMS
+        .iter()
+        .find(|(name, _)| *name == algorithm)
+        .map(|(_, len)| *len)
 }
 
 #[cfg(test)]
@@ -379,8 +395,6 @@ mod tests {
             (format!("x@{digest}"), "", "x", "", &digest),
             (format!("x:tag@{digest}"), "", "x", "tag", &digest),
             (format!("ghcr.io/org/app@{sha512}"), "ghcr.io", "org/app", "", &sha512),
-            ("x@multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8".into(), "", "x",
-             "", "multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8"),
             ("fail.invalid/nothing:1".into(), "fail.invalid", "nothing", "1", ""),
             ("Registry.Example.COM/app".into(), "Registry.Example.COM", "app", "", ""),
             ("my-registry.io:443/a/b/c/d:_tag".into(), "my-registry.io:443", "a/b/c/d", "_tag", ""),
@@ -424,8 +438,8 @@ mod tests {
             (format!("nginx@sha512:{HEX64}"), "sha512 digest must be 128 lower-case hex"),
             ("nginx@md5".into(), "must be algorithm:encoded"),
             ("nginx@SHA256:abc".into(), "digest algorithm \"SHA256\" is invalid"),
-            ("nginx@foo:".into(), "encoded part must be non-empty"),
-            ("nginx@foo:a/b".into(), "encoded part must be non-empty"),
+            ("nginx@foo:".into(), "digest algorithm \"foo\" is not supported (sha256 or sha512)"),
+            ("nginx@foo:a/b".into(), "digest algorithm \"foo\" is not supported"),
             ("ngin x".into(), "must not contain whitespace"),
             ("nginx:tag with space".into(), "must not contain whitespace"),
             ("\tnginx".into(), "must not contain whitespace"),
@@ -435,10 +449,10 @@ mod tests {
             ("nginx//x".into(), "empty component"),
             ("nginx/".into(), "empty component"),
             ("/nginx".into(), "empty component"),
-            ("nginx:-tag".into(), "tag \"-tag\" must start with a letter, digit or '_'"),
+            ("nginx:-tag".into(), "\"-tag\" is not a valid tag: must start with a letter, digit or '_'"),
             ("nginx:.tag".into(), "must start with a letter, digit or '_'"),
-            (format!("nginx:{}", "t".repeat(129)), "tag must be at most 128 characters"),
-            ("nginx:ta+g".into(), "tag \"ta+g\" contains invalid character '+'"),
+            (format!("nginx:{}", "t".repeat(129)), "is not a valid tag: must be at most 128 characters"),
+            ("nginx:ta+g".into(), "\"ta+g\" is not a valid tag: only letters, digits, '_', '.' and '-' (found '+')"),
             ("a..b".into(), "invalid separator \"..\""),
             ("a___b".into(), "invalid separator \"___\""),
             ("a.-b".into(), "invalid separator \".-\""),
@@ -474,6 +488,40 @@ mod tests {
             }
         }
         assert!(cases.len() >= 25);
+    }
+
+    #[test]
+    fn only_registered_digest_algorithms_with_exact_encodings_are_accepted() {
+        let hex128 = format!("{HEX64}{HEX64}");
+        #[rustfmt::skip]
+        let cases: Vec<(String, Result<(), &str>)> = vec![
+            (format!("sha256:{HEX64}"), Ok(())),
+            (format!("sha512:{hex128}"), Ok(())),
+            ("md5:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".into(),
+             Err("digest algorithm \"md5\" is not supported (sha256 or sha512)")),
+            (format!("sha1:{}", &HEX64[..40]), Err("digest algorithm \"sha1\" is not supported")),
+            (format!("sha384:{}", &hex128[..96]), Err("digest algorithm \"sha384\" is not supported")),
+            ("multihash+base58:QmRZxt2b1FVZPNqd8hsiykDL3TdBDeTSPX9Kv46HmX4Gx8".into(),
+             Err("digest algorithm \"multihash+base58\" is not supported")),
+            (format!("blake3:{HEX64}"), Err("digest algorithm \"blake3\" is not supported")),
+            (format!("sha256:{}", &HEX64[..63]), Err("sha256 digest must be 64 lower-case hex characters, not 63")),
+            (format!("sha256:{HEX64}0"), Err("sha256 digest must be 64 lower-case hex characters, not 65")),
+            (format!("sha256:{}", HEX64.to_uppercase()), Err("sha256 digest must be 64 lower-case hex characters (found 'A')")),
+            (format!("sha256:{}g", &HEX64[..63]), Err("sha256 digest must be 64 lower-case hex characters (found 'g')")),
+            (format!("sha512:{HEX64}"), Err("sha512 digest must be 128 lower-case hex characters, not 64")),
+            (format!("sha512:{hex128}a"), Err("sha512 digest must be 128 lower-case hex characters, not 129")),
+            ("sha256:".into(), Err("sha256 digest must be 64 lower-case hex characters, not 0")),
+            (format!("SHA256:{HEX64}"), Err("digest algorithm \"SHA256\" is invalid")),
+        ];
+        for (digest, want) in cases {
+            let reference = format!("nginx@{digest}");
+            match (ImageReference::parse(&reference), want) {
+                (Ok(parsed), Ok(())) => assert_eq!(parsed.digest.as_deref(), Some(digest.as_str())),
+                (Ok(_), Err(rule)) => panic!("{reference:?} should be refused: {rule}"),
+                (Err(e), Ok(())) => panic!("{reference:?} should parse, got: {e}"),
+                (Err(e), Err(rule)) => assert!(e.starts_with(rule), "{reference:?}: {e:?}"),
+            }
+        }
     }
 
     #[test]

@@ -16,10 +16,24 @@ use crate::domain::names::{
     validate_label_key, validate_label_value, validate_quantity,
 };
 use crate::domain::spec::{DEFAULT_WAIT_TIMEOUT, DeployInput, DeploySpec, WaitFor};
-use crate::domain::{MANAGED_BY_LABEL, RESERVED_PREFIX};
+use crate::domain::{
+    IMAGE_ANNOTATION, MANAGED_BY_LABEL, POD_SECURITY_ANNOTATION, REQUEST_HASH_ANNOTATION,
+    RESERVED_PREFIX,
+};
 
-/// Largest total size of the annotations (keys and values), as in Kubernetes.
+/// Largest total size of the annotations (keys and values), as in Kubernetes: the caller's
+/// and the ones this service adds (apimachinery's `ValidateAnnotationsSize`).
 pub const MAX_ANNOTATIONS_SIZE: usize = 256 * 1024;
+/// Largest pod this service sends, as JSON: well below what etcd takes in one request (1.5 MiB
+/// by default) and the API server's request body limit (3 MiB), so that a request too big for
+/// the cluster is refused here, naming the field, rather than by the API server.
+pub const MAX_POD_SIZE: usize = 1024 * 1024;
+/// Room for what every pod carries besides the request's own values (the container's name,
+/// the hardening, the default resources, the managed-by label, JSON syntax), as JSON. The
+/// pod builder's tests check that [`pod_size`] stays an upper bound of the real size.
+const POD_OVERHEAD: usize = 4 * 1024;
+/// The longest Pod Security profile name, which the service's annotation may carry.
+const LONGEST_PROFILE: &str = "restricted";
 /// Longest wait a Deploy may ask for.
 pub const MAX_WAIT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// The resources a request may name.
@@ -51,6 +65,11 @@ impl Violations {
             field: field.into(),
             description: description.into(),
         });
+    }
+
+    /// Record every violation of `other` after these.
+    pub fn extend(&mut self, other: Violations) {
+        self.0.extend(other.0);
     }
 
     /// Whether nothing was recorded.
@@ -115,13 +134,15 @@ pub fn validate_deploy(input: &DeployInput) -> Result<DeploySpec, Violations> {
             .ok()
     };
     check_namespace(&mut violations, "namespace", &input.namespace);
+    // Any name Kubernetes accepts for a pod (dots included), as the prototype's derived
+    // names need; generated names stay DNS-1123 labels.
     if !input.name.is_empty()
-        && let Err(e) = is_dns1123_label(&input.name)
+        && let Err(e) = is_dns1123_subdomain(&input.name)
     {
         violations.push("name", e);
     }
     check_labels(&mut violations, &input.labels);
-    check_annotations(&mut violations, &input.annotations);
+    check_annotations(&mut violations, input);
     check_env(&mut violations, input);
     check_ports(&mut violations, input);
     check_resources(&mut violations, "requests", &input.requests);
@@ -129,6 +150,7 @@ pub fn validate_deploy(input: &DeployInput) -> Result<DeploySpec, Violations> {
     check_limits_cover_requests(&mut violations, input);
     let request_id = check_request_id(&mut violations, &input.request_id);
     let wait = check_wait(&mut violations, input);
+    check_pod_size(&mut violations, input);
 
     let image = match image {
         Some(image) if violations.is_empty() => image,
@@ -200,9 +222,24 @@ const SECURITY_ANNOTATION_PREFIXES: [&str; 3] = [
     "container.seccomp.security.alpha.kubernetes.io/",
 ];
 
-fn check_annotations(violations: &mut Violations, annotations: &BTreeMap<String, String>) {
-    let mut total = 0usize;
-    for (key, value) in annotations {
+/// The size, keys and values, of the annotations this service adds to every pod: the image,
+/// the request hash and the Pod Security profile (counted at its longest).
+fn service_annotations_size(image: &str) -> usize {
+    IMAGE_ANNOTATION.len()
+        + image.len()
+        + REQUEST_HASH_ANNOTATION.len()
+        + REQUEST_HASH_LEN
+        + POD_SECURITY_ANNOTATION.len()
+        + LONGEST_PROFILE.len()
+}
+
+/// Length of the request hash: SHA-256 in hex.
+const REQUEST_HASH_LEN: usize = 64;
+
+fn check_annotations(violations: &mut Violations, input: &DeployInput) {
+    let ours = service_annotations_size(&input.image);
+    let mut total = ours;
+    for (key, value) in &input.annotations {
         total = total.saturating_add(key.len()).saturating_add(value.len());
         let field = map_field("annotations", key);
         if let Err(e) = validate_annotation_key(key) {
@@ -229,10 +266,111 @@ fn check_annotations(violations: &mut Violations, annotations: &BTreeMap<String,
         violations.push(
             "annotations",
             format!(
-                "total size of keys and values must be at most 256 KiB ({MAX_ANNOTATIONS_SIZE} bytes), not {total} bytes"
+                "total size of keys and values must be at most 256 KiB ({MAX_ANNOTATIONS_SIZE} \
+                 bytes), not {total} bytes (counting the {ours} bytes of the annotations \
+                 k8s-deployer adds)"
             ),
         );
     }
+}
+
+/// The size of `text` as a JSON string, quotes included (as serde_json writes it).
+fn json_string_size(text: &str) -> usize {
+    let escaped: usize = text
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if u32::from(c) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum();
+    escaped + 2
+}
+
+/// JSON syntax around one item of a list or map (`{"name":,"value":},`, `"key":,`), counted
+/// generously.
+const ITEM_OVERHEAD: usize = 32;
+
+fn strings_size<'a>(items: impl IntoIterator<Item = &'a String>) -> usize {
+    items
+        .into_iter()
+        .map(|s| json_string_size(s) + ITEM_OVERHEAD)
+        .sum()
+}
+
+fn map_size(map: &BTreeMap<String, String>) -> usize {
+    strings_size(map.keys()) + strings_size(map.values())
+}
+
+/// What each part of the request adds to the pod's JSON, by the field that carries it.
+fn pod_size_by_field(input: &DeployInput) -> [(&'static str, usize); 9] {
+    // The image appears twice: in the container and in the service's annotation.
+    let service_annotations = service_annotations_size(&input.image) + 3 * ITEM_OVERHEAD;
+    [
+        ("image", 2 * json_string_size(&input.image)),
+        ("name", json_string_size(&input.name)),
+        ("labels", map_size(&input.labels)),
+        (
+            "annotations",
+            map_size(&input.annotations) + service_annotations,
+        ),
+        (
+            "env",
+            input
+                .env
+                .iter()
+                .map(|var| {
+                    json_string_size(&var.name) + json_string_size(&var.value) + ITEM_OVERHEAD
+                })
+                .sum(),
+        ),
+        (
+            "ports",
+            input
+                .ports
+                .iter()
+                .map(|port| json_string_size(&port.name) + 2 * ITEM_OVERHEAD)
+                .sum(),
+        ),
+        ("command", strings_size(&input.command)),
+        ("args", strings_size(&input.args)),
+        (
+            "resources",
+            map_size(&input.requests) + map_size(&input.limits),
+        ),
+    ]
+}
+
+/// An upper bound of the size of the pod built for `input`, as JSON (namespace and request id
+/// included).
+#[must_use]
+pub fn pod_size(input: &DeployInput) -> usize {
+    let fields: usize = pod_size_by_field(input).iter().map(|(_, size)| size).sum();
+    POD_OVERHEAD
+        + json_string_size(&input.namespace)
+        + 2 * json_string_size(&input.request_id)
+        + fields
+}
+
+/// Refuse a pod too large to send ([`MAX_POD_SIZE`]), naming the field that takes the most
+/// room: Kubernetes would refuse it anyway, and a retry could never succeed.
+fn check_pod_size(violations: &mut Violations, input: &DeployInput) {
+    let size = pod_size(input);
+    if size <= MAX_POD_SIZE {
+        return;
+    }
+    let by_field = pod_size_by_field(input);
+    let Some((field, largest)) = by_field.iter().max_by_key(|(_, size)| *size) else {
+        return;
+    };
+    violations.push(
+        *field,
+        format!(
+            "the pod would take about {size} bytes, more than the {} MiB ({MAX_POD_SIZE} bytes) \
+             a pod may take; {field} takes {largest} of them",
+            MAX_POD_SIZE / (1024 * 1024)
+        ),
+    );
 }
 
 fn check_env(violations: &mut Violations, input: &DeployInput) {
@@ -492,8 +630,13 @@ mod tests {
             ("namespace upper case", |i| i.namespace = "Team".into(), "namespace",
              "\"Team\" is not a DNS-1123 label: must be lower case"),
             ("namespace with a dot", |i| i.namespace = "a.b".into(), "namespace", "found '.'"),
-            ("name too long", |i| i.name = "n".repeat(64), "name", "at most 63 characters"),
-            ("name with a dot", |i| i.name = "web.1".into(), "name", "is not a DNS-1123 label"),
+            ("name too long", |i| i.name = "n".repeat(254), "name", "at most 253 characters, not 254"),
+            ("name with an empty part", |i| i.name = "web..1".into(), "name",
+             "\"web..1\" is not a DNS-1123 subdomain: must not have an empty part"),
+            ("name ending with a dot", |i| i.name = "web.".into(), "name", "is not a DNS-1123 subdomain"),
+            ("name part ending with '-'", |i| i.name = "web-.1".into(), "name",
+             "each part must start and end with a letter or digit"),
+            ("name with '_'", |i| i.name = "web_1".into(), "name", "found '_'"),
             ("label key", |i| i.labels = map(&[("Bad Key", "x")]), "labels[\"Bad Key\"]",
              "\"Bad Key\" is not a valid label key"),
             ("label value", |i| i.labels = map(&[("app", "no way")]), "labels[\"app\"]",
@@ -511,7 +654,15 @@ mod tests {
             ("seccomp annotation", |i| i.annotations = map(&[("seccomp.security.alpha.kubernetes.io/pod", "unconfined")]),
              "annotations[\"seccomp.security.alpha.kubernetes.io/pod\"]", "would change the pod's security profile"),
             ("annotations too large", |i| i.annotations = map(&[("big", &"x".repeat(256 * 1024))]),
-             "annotations", "must be at most 256 KiB (262144 bytes), not 262147 bytes"),
+             "annotations", "must be at most 256 KiB (262144 bytes), not 262308 bytes (counting the 161 bytes of the annotations k8s-deployer adds)"),
+            ("annotations too large with ours", |i| i.annotations = map(&[("big", &"x".repeat(256 * 1024 - 100))]),
+             "annotations", "not 262208 bytes (counting the 161 bytes"),
+            ("env too large for a pod", |i| i.env = vec![EnvVar { name: "BIG".into(), value: "x".repeat(2 << 20) }],
+             "env", "the pod would take about 2101"),
+            ("args too large for a pod", |i| i.args = vec!["\"".repeat(600 * 1024)],
+             "args", "more than the 1 MiB (1048576 bytes) a pod may take; args takes 1228834 of them"),
+            ("command too large for a pod", |i| i.command = vec!["c".repeat(1024); 1024],
+             "command", "command takes 1083392 of them"),
             ("env name missing", |i| i.env = vec![env("")], "env[0].name", "is required"),
             ("env name", |i| i.env = vec![env("A"), env("B"), env("1X")], "env[2].name",
              "must start with a letter or '_'"),
@@ -574,6 +725,30 @@ mod tests {
                 !violation.description.ends_with('.'),
                 "{case}: {violations}"
             );
+        }
+    }
+
+    #[test]
+    fn given_pod_names_may_be_any_dns1123_subdomain() {
+        let long_label = "n".repeat(64);
+        let longest = format!("{}.{}", "a".repeat(126), "b".repeat(126));
+        for name in [
+            "web",
+            "web.1",
+            "nginx-1.27",
+            "gcr.io-google-containers-pause",
+            "a.b.c",
+            "0",
+            long_label.as_str(),
+            longest.as_str(),
+        ] {
+            let input = DeployInput {
+                name: name.to_owned(),
+                ..valid()
+            };
+            let spec = validate_deploy(&input).unwrap_or_else(|e| panic!("{name:?}: {e}"));
+            assert_eq!(spec.name, name);
+            assert!(!spec.generated_name);
         }
     }
 

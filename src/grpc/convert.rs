@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::domain::spec::{EnvVar, PodSecurityProfile, Port, Protocol, RestartPolicy};
 use crate::domain::status::{ContainerState, Time};
-use crate::domain::{DeployInput, Health, PodEvent, Reason, WaitFor};
+use crate::domain::validate::validate_deploy;
+use crate::domain::{DeployInput, Health, PodEvent, Reason, Violations, WaitFor};
 use crate::hub::PodView;
 use crate::proto::deployer::v1 as pb;
 
@@ -26,10 +27,107 @@ pub fn duration(value: &prost_types::Duration) -> Option<Duration> {
     Some(Duration::new(seconds, nanos))
 }
 
-impl From<pb::DeployRequest> for DeployInput {
-    fn from(request: pb::DeployRequest) -> Self {
+/// A proto enum field's value, or a violation naming `field` when the number is not one of
+/// the enum's: proto3 hands unknown numbers over as they are, and guessing what a newer
+/// client meant by one would do something it did not ask for.
+fn known<E>(violations: &mut Violations, field: &str, value: i32) -> Option<E>
+where
+    E: TryFrom<i32> + EnumNames,
+{
+    match E::try_from(value) {
+        Ok(known) => Some(known),
+        Err(_) => {
+            violations.push(
+                field,
+                format!(
+                    "unknown value {value} (one of {}; 0 means the default)",
+                    E::names().join(", ")
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// The names of a proto enum's values, for messages.
+trait EnumNames {
+    fn names() -> Vec<&'static str>;
+}
+
+macro_rules! enum_names {
+    ($($enum:ty => [$($value:ident),+]),+ $(,)?) => {$(
+        impl EnumNames for $enum {
+            fn names() -> Vec<&'static str> {
+                vec![$(<$enum>::$value.as_str_name()),+]
+            }
+        }
+    )+};
+}
+
+enum_names! {
+    pb::WaitFor => [Unspecified, None, Scheduled, Running, Ready],
+    pb::RestartPolicy => [Unspecified, Always, OnFailure, Never],
+    pb::PodSecurity => [Unspecified, Baseline, Restricted],
+    pb::Protocol => [Unspecified, Tcp, Udp, Sctp],
+    pb::Until => [Unspecified, None, Ready, Terminal],
+}
+
+/// `until` of a WatchStatus request; INVALID_ARGUMENT naming the field for a number that is
+/// not an `Until`.
+pub fn until(value: i32) -> Result<pb::Until, Violations> {
+    let mut violations = Violations::default();
+    let until = known(&mut violations, "until", value);
+    match until {
+        Some(until) => Ok(until),
+        None => Err(violations),
+    }
+}
+
+/// A Deploy request as domain input. An enum field holding a number the .proto does not
+/// define is a violation naming the field (`wait_for`, `ports[0].protocol`); then every other
+/// violation of the request is listed with it, as [`validate_deploy`] would list them, so the
+/// caller learns everything at once.
+impl TryFrom<pb::DeployRequest> for DeployInput {
+    type Error = Violations;
+
+    fn try_from(request: pb::DeployRequest) -> Result<Self, Violations> {
+        let mut violations = Violations::default();
         let resources = request.resources.unwrap_or_default();
-        Self {
+        let ports = request
+            .ports
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let field = format!("ports[{i}].protocol");
+                Port {
+                    name: p.name,
+                    number: p.container_port,
+                    protocol: match known(&mut violations, &field, p.protocol) {
+                        Some(pb::Protocol::Udp) => Protocol::Udp,
+                        Some(pb::Protocol::Sctp) => Protocol::Sctp,
+                        _ => Protocol::Tcp,
+                    },
+                }
+            })
+            .collect();
+        let restart_policy = match known(&mut violations, "restart_policy", request.restart_policy)
+        {
+            Some(pb::RestartPolicy::OnFailure) => RestartPolicy::OnFailure,
+            Some(pb::RestartPolicy::Never) => RestartPolicy::Never,
+            _ => RestartPolicy::Always,
+        };
+        let wait_for = match known(&mut violations, "wait_for", request.wait_for) {
+            Some(pb::WaitFor::Scheduled) => WaitFor::Scheduled,
+            Some(pb::WaitFor::Running) => WaitFor::Running,
+            Some(pb::WaitFor::Ready) => WaitFor::Ready,
+            _ => WaitFor::None,
+        };
+        let pod_security = match known(&mut violations, "pod_security", request.pod_security) {
+            Some(pb::PodSecurity::Baseline) => Some(PodSecurityProfile::Baseline),
+            Some(pb::PodSecurity::Restricted) => Some(PodSecurityProfile::Restricted),
+            _ => None,
+        };
+        let input = Self {
             image: request.image,
             namespace: request.namespace,
             name: request.name,
@@ -43,47 +141,29 @@ impl From<pb::DeployRequest> for DeployInput {
                     value: e.value,
                 })
                 .collect(),
-            ports: request
-                .ports
-                .into_iter()
-                .map(|p| Port {
-                    name: p.name,
-                    number: p.container_port,
-                    protocol: match pb::Protocol::try_from(p.protocol) {
-                        Ok(pb::Protocol::Udp) => Protocol::Udp,
-                        Ok(pb::Protocol::Sctp) => Protocol::Sctp,
-                        _ => Protocol::Tcp,
-                    },
-                })
-                .collect(),
+            ports,
             command: request.command,
             args: request.args,
             requests: resources.requests.into_iter().collect(),
             limits: resources.limits.into_iter().collect(),
-            restart_policy: match pb::RestartPolicy::try_from(request.restart_policy) {
-                Ok(pb::RestartPolicy::OnFailure) => RestartPolicy::OnFailure,
-                Ok(pb::RestartPolicy::Never) => RestartPolicy::Never,
-                _ => RestartPolicy::Always,
-            },
+            restart_policy,
             request_id: request.request_id,
             dry_run: request.dry_run,
-            pod_security: match pb::PodSecurity::try_from(request.pod_security) {
-                Ok(pb::PodSecurity::Baseline) => Some(PodSecurityProfile::Baseline),
-                Ok(pb::PodSecurity::Restricted) => Some(PodSecurityProfile::Restricted),
-                _ => None,
-            },
-            wait_for: match pb::WaitFor::try_from(request.wait_for) {
-                Ok(pb::WaitFor::Scheduled) => WaitFor::Scheduled,
-                Ok(pb::WaitFor::Running) => WaitFor::Running,
-                Ok(pb::WaitFor::Ready) => WaitFor::Ready,
-                _ => WaitFor::None,
-            },
+            pod_security,
+            wait_for,
             // A negative duration is kept as zero, which validation refuses.
             wait_timeout: request
                 .wait_timeout
                 .as_ref()
                 .map(|d| duration(d).unwrap_or(Duration::ZERO)),
+        };
+        if violations.is_empty() {
+            return Ok(input);
         }
+        if let Err(others) = validate_deploy(&input) {
+            violations.extend(others);
+        }
+        Err(violations)
     }
 }
 
@@ -264,38 +344,167 @@ mod tests {
 
     #[test]
     fn a_deploy_request_keeps_every_field() {
-        let input = DeployInput::from(pb::DeployRequest {
-            image: "nginx".into(),
-            namespace: "ns".into(),
-            ports: vec![pb::ContainerPort {
-                name: "dns".into(),
-                container_port: 53,
-                protocol: pb::Protocol::Udp.into(),
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        let strings = |items: &[&str]| items.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        // Every field of DeployRequest, each set to something other than its default.
+        let request = pb::DeployRequest {
+            image: "ghcr.io/org/app:1.2".into(),
+            namespace: "team-a".into(),
+            name: "web.1".into(),
+            labels: map(&[("app", "web")]),
+            annotations: map(&[("note", "hello")]),
+            env: vec![pb::EnvVar {
+                name: "MODE".into(),
+                value: "prod".into(),
             }],
+            ports: vec![
+                pb::ContainerPort {
+                    name: "dns".into(),
+                    container_port: 53,
+                    protocol: pb::Protocol::Udp.into(),
+                },
+                pb::ContainerPort {
+                    name: "sctp".into(),
+                    container_port: 9,
+                    protocol: pb::Protocol::Sctp.into(),
+                },
+                pb::ContainerPort {
+                    name: String::new(),
+                    container_port: 80,
+                    protocol: pb::Protocol::Unspecified.into(),
+                },
+            ],
+            command: strings(&["/bin/app", "serve"]),
+            args: strings(&["--port", "80"]),
+            resources: Some(pb::Resources {
+                requests: map(&[("cpu", "1")]),
+                limits: map(&[("memory", "1Gi")]),
+            }),
             restart_policy: pb::RestartPolicy::Never.into(),
+            request_id: "req-1".into(),
+            dry_run: true,
             wait_for: pb::WaitFor::Ready.into(),
             wait_timeout: Some(prost_types::Duration {
                 seconds: 30,
-                nanos: 0,
+                nanos: 5,
             }),
-            resources: Some(pb::Resources {
-                requests: [("cpu".to_owned(), "1".to_owned())].into(),
-                limits: Default::default(),
-            }),
-            ..pb::DeployRequest::default()
-        });
-        assert_eq!(input.ports[0].protocol, Protocol::Udp);
-        assert_eq!(input.restart_policy, RestartPolicy::Never);
-        assert_eq!(input.wait_for, WaitFor::Ready);
-        assert_eq!(input.wait_timeout, Some(Duration::from_secs(30)));
-        assert_eq!(input.requests["cpu"], "1");
-        let negative = DeployInput::from(pb::DeployRequest {
+            pod_security: pb::PodSecurity::Restricted.into(),
+        };
+        let input = DeployInput::try_from(request).expect("a valid request");
+        let want = DeployInput {
+            image: "ghcr.io/org/app:1.2".into(),
+            namespace: "team-a".into(),
+            name: "web.1".into(),
+            labels: [("app".to_owned(), "web".to_owned())].into(),
+            annotations: [("note".to_owned(), "hello".to_owned())].into(),
+            env: vec![EnvVar {
+                name: "MODE".into(),
+                value: "prod".into(),
+            }],
+            ports: vec![
+                Port {
+                    name: "dns".into(),
+                    number: 53,
+                    protocol: Protocol::Udp,
+                },
+                Port {
+                    name: "sctp".into(),
+                    number: 9,
+                    protocol: Protocol::Sctp,
+                },
+                Port {
+                    name: String::new(),
+                    number: 80,
+                    protocol: Protocol::Tcp,
+                },
+            ],
+            command: strings(&["/bin/app", "serve"]),
+            args: strings(&["--port", "80"]),
+            requests: [("cpu".to_owned(), "1".to_owned())].into(),
+            limits: [("memory".to_owned(), "1Gi".to_owned())].into(),
+            restart_policy: RestartPolicy::Never,
+            request_id: "req-1".into(),
+            dry_run: true,
+            wait_for: WaitFor::Ready,
+            wait_timeout: Some(Duration::new(30, 5)),
+            pod_security: Some(PodSecurityProfile::Restricted),
+        };
+        assert_eq!(input, want);
+
+        // The defaults: UNSPECIFIED means the default, a negative wait is kept as zero.
+        let defaults = DeployInput::try_from(pb::DeployRequest {
             wait_timeout: Some(prost_types::Duration {
                 seconds: -1,
                 nanos: 0,
             }),
             ..pb::DeployRequest::default()
-        });
-        assert_eq!(negative.wait_timeout, Some(Duration::ZERO));
+        })
+        .expect("no unknown enum value");
+        assert_eq!(defaults.wait_timeout, Some(Duration::ZERO));
+        assert_eq!(defaults.restart_policy, RestartPolicy::Always);
+        assert_eq!(defaults.wait_for, WaitFor::None);
+        assert_eq!(defaults.pod_security, None);
+    }
+
+    #[test]
+    fn unknown_enum_values_are_violations_naming_the_field() {
+        let valid = || pb::DeployRequest {
+            image: "nginx".into(),
+            namespace: "ns".into(),
+            ..pb::DeployRequest::default()
+        };
+        let port = |container_port, protocol| pb::ContainerPort {
+            name: String::new(),
+            container_port,
+            protocol,
+        };
+        type Edit = fn(&mut pb::DeployRequest);
+        #[rustfmt::skip]
+        let cases: Vec<(Edit, &str, &str)> = vec![
+            (|r| r.wait_for = 99, "wait_for", "unknown value 99 (one of WAIT_FOR_UNSPECIFIED, WAIT_FOR_NONE, WAIT_FOR_SCHEDULED, WAIT_FOR_RUNNING, WAIT_FOR_READY; 0 means the default)"),
+            (|r| r.wait_for = -1, "wait_for", "unknown value -1"),
+            (|r| r.restart_policy = 99, "restart_policy", "unknown value 99 (one of RESTART_POLICY_UNSPECIFIED"),
+            (|r| r.pod_security = 3, "pod_security", "unknown value 3 (one of POD_SECURITY_UNSPECIFIED"),
+            (|r| r.ports = vec![pb::ContainerPort { container_port: 80, protocol: 99, ..pb::ContainerPort::default() }],
+             "ports[0].protocol", "unknown value 99 (one of PROTOCOL_UNSPECIFIED"),
+        ];
+        for (edit, field, description) in cases {
+            let mut request = valid();
+            edit(&mut request);
+            let violations = DeployInput::try_from(request).expect_err(field);
+            assert_eq!(violations.0.len(), 1, "{violations}");
+            assert_eq!(violations.0[0].field, field);
+            assert!(
+                violations.0[0].description.starts_with(description),
+                "{violations}"
+            );
+        }
+
+        // Listed together with every other violation of the request.
+        let request = pb::DeployRequest {
+            image: "Nginx".into(),
+            wait_for: 99,
+            ports: vec![port(80, 1), port(81, 7)],
+            ..valid()
+        };
+        let violations = DeployInput::try_from(request).expect_err("invalid");
+        let fields: Vec<&str> = violations.0.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["ports[1].protocol", "wait_for", "image"]);
+
+        assert_eq!(until(pb::Until::Terminal.into()), Ok(pb::Until::Terminal));
+        assert_eq!(until(0), Ok(pb::Until::Unspecified));
+        let violations = until(99).expect_err("unknown");
+        assert_eq!(violations.0[0].field, "until");
+        assert!(
+            violations.0[0]
+                .description
+                .starts_with("unknown value 99 (one of UNTIL_UNSPECIFIED, UNTIL_NONE, UNTIL_READY, UNTIL_TERMINAL"),
+            "{violations}"
+        );
     }
 }

@@ -26,7 +26,7 @@ impl DeployerService {
         request: pb::DeployRequest,
         deadline: Option<Instant>,
     ) -> Result<pb::DeployResponse> {
-        let input = DeployInput::from(request);
+        let input = DeployInput::try_from(request).map_err(Error::InvalidRequest)?;
         let mut spec = validate_deploy(&input).map_err(Error::InvalidRequest)?;
         self.check_namespace(&spec.namespace)?;
         self.authorize(caller, Action::Deploy, &spec.namespace)?;

@@ -95,8 +95,9 @@ impl From<&pb::PodStatus> for PodStatusBody {
 
 /// The pod name the prototype gave an image, which its clients compute themselves: the image
 /// with ':' and '/' replaced by '-', lower-cased, prefixed with "pod-" when it contains no
-/// '-'. It may be an invalid name (`nginx:1.27` gives `nginx-1.27`); Deploy's validation then
-/// says so.
+/// '-'. Dots stay (`nginx:1.27` gives `nginx-1.27`, `gcr.io/google-containers/pause` gives
+/// `gcr.io-google-containers-pause`), which pod names allow: they are DNS-1123 subdomains.
+/// A name still invalid (a tag with '_', say) is refused by Deploy's validation, naming it.
 #[must_use]
 pub fn prototype_pod_name(image: &str) -> String {
     let name = image.replace([':', '/'], "-").to_lowercase();
@@ -119,8 +120,20 @@ mod tests {
             ("library/redis", "library-redis"),
             ("ghcr.io/Org/App:V2", "ghcr.io-org-app-v2"),
             ("busybox:1.36", "busybox-1.36"),
+            ("nginx:1.27", "nginx-1.27"),
+            (
+                "gcr.io/google-containers/pause",
+                "gcr.io-google-containers-pause",
+            ),
+            ("localhost:5000/app:v1", "localhost-5000-app-v1"),
         ] {
             assert_eq!(prototype_pod_name(image), name, "{image}");
+            // Every one is a name Kubernetes, and so Deploy, accepts.
+            assert_eq!(
+                crate::domain::validate::validate_pod_name("pod_name", name),
+                Ok(()),
+                "{image}"
+            );
         }
     }
 

@@ -164,6 +164,21 @@ fn api_error(action: String) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::KubeApi { action, source }
 }
 
+/// Whether the API server refused a write as too large: 413 from its body limit, or a 500
+/// carrying etcd's refusal ("etcdserver: request is too large", or gRPC's "trying to send
+/// message larger than max"). Never worth a retry, unlike other 500s.
+fn is_too_large(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => {
+            let message = status.message.to_ascii_lowercase();
+            status.code == 413
+                || (status.code == 500
+                    && (message.contains("larger than max") || message.contains("too large")))
+        }
+        _ => false,
+    }
+}
+
 fn status_code(error: &kube::Error) -> Option<u16> {
     match error {
         kube::Error::Api(status) => Some(status.code),
@@ -287,6 +302,13 @@ impl ClusterPods {
             }),
             Err(error) if status_code(&error) == Some(404) => {
                 Err(Error::NamespaceNotFound(spec.namespace.clone()))
+            }
+            Err(error) if is_too_large(&error) => {
+                tracing::warn!(error = %error, "the API server refused the pod as too large");
+                Err(Error::PodTooLarge {
+                    namespace: spec.namespace.clone(),
+                    name: spec.name.clone(),
+                })
             }
             Err(error) => Err(api_error(action)(error)),
         }
@@ -555,6 +577,89 @@ mod tests {
                 .boxed(),
         );
         assert_eq!(pod_security_violation(&rbac), None);
+    }
+
+    #[test]
+    fn size_refusals_are_recognised() {
+        let api = |code: u16, message: &str| {
+            kube::Error::Api(
+                kube::core::Status::failure(message, "Reason")
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        #[rustfmt::skip]
+        let cases = [
+            (api(413, "Request entity too large: limit is 3145728"), true),
+            (api(500, "rpc error: code = ResourceExhausted desc = trying to send message larger than max (2097500 vs. 2097152)"), true),
+            (api(500, "etcdserver: request is too large"), true),
+            (api(500, "Internal error occurred: connection refused"), false),
+            (api(503, "the message is too large to show"), false),
+            (api(422, "Pod \"web\" is invalid"), false),
+            (kube::Error::Service("too large".into()), false),
+        ];
+        for (error, want) in cases {
+            assert_eq!(is_too_large(&error), want, "{error}");
+        }
+    }
+
+    #[test]
+    fn the_pod_size_estimate_bounds_the_real_json() {
+        use crate::domain::validate::pod_size;
+        let big = |n: usize, c: char| std::iter::repeat_n(c, n).collect::<String>();
+        let many = |n: usize| {
+            (0..n)
+                .map(|i| (format!("k{i}"), big(i % 7, '"')))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let inputs = [
+            DeployInput {
+                image: "nginx".into(),
+                namespace: "ns".into(),
+                ..DeployInput::default()
+            },
+            DeployInput {
+                image: "ghcr.io/org/app:1.2".into(),
+                namespace: "team-a".into(),
+                name: "web.1".into(),
+                labels: (0..50)
+                    .map(|i| (format!("l{i}"), format!("v{i}")))
+                    .collect(),
+                annotations: many(200),
+                env: (0..300)
+                    .map(|i| DomainEnv {
+                        name: format!("V{i}"),
+                        value: big(i, if i % 2 == 0 { '\u{1}' } else { 'é' }),
+                    })
+                    .collect(),
+                ports: (1..=40)
+                    .map(|n| Port {
+                        name: format!("p{n}"),
+                        number: n,
+                        protocol: Protocol::Sctp,
+                    })
+                    .collect(),
+                command: vec![big(1000, '\\'); 10],
+                args: vec![String::new(); 100],
+                requests: [("cpu".to_owned(), "250m".to_owned())].into(),
+                limits: [("memory".to_owned(), "1Gi".to_owned())].into(),
+                restart_policy: RestartPolicy::OnFailure,
+                request_id: "req-1".into(),
+                ..DeployInput::default()
+            },
+        ];
+        for input in inputs {
+            let spec = validate_deploy(&input).expect("valid");
+            for profile in [PodSecurityProfile::Baseline, PodSecurityProfile::Restricted] {
+                let json = serde_json::to_vec(&build_pod(&spec, profile)).expect("JSON");
+                assert!(
+                    json.len() <= pod_size(&input),
+                    "{} bytes, estimated {}",
+                    json.len(),
+                    pod_size(&input)
+                );
+            }
+        }
     }
 
     #[test]

@@ -175,25 +175,9 @@ pub(crate) fn pattern_problem(pattern: &str) -> Option<String> {
     None
 }
 
-/// Why `tag` is not a valid image tag, if it is not: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+/// Why `tag` is not a valid image tag, if it is not (the domain's tag grammar).
 pub(crate) fn tag_problem(tag: &str) -> Option<String> {
-    const MAX_TAG_LEN: usize = crate::domain::image::MAX_TAG_LEN;
-    if tag.is_empty() {
-        return Some("must not be empty".to_owned());
-    }
-    let why = if tag.len() > MAX_TAG_LEN {
-        format!("must be at most {MAX_TAG_LEN} characters")
-    } else if let Some(c) = tag
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
-    {
-        format!("only letters, digits, '_', '.' and '-' (found {c:?})")
-    } else if tag.starts_with(['.', '-']) {
-        "must start with a letter, digit or '_'".to_owned()
-    } else {
-        return None;
-    };
-    Some(format!("{tag:?} is not a valid tag: {why}"))
+    crate::domain::image::validate_tag(tag).err()
 }
 
 #[cfg(test)]

@@ -207,8 +207,8 @@ pub(crate) struct DeployArgs {
     #[command(flatten)]
     pub(crate) namespace: Namespace,
 
-    /// Pod name (a DNS-1123 label). Default: the image's last path component and a random
-    /// suffix, e.g. nginx-7xk2q.
+    /// Pod name (a DNS-1123 subdomain, dots allowed). Default: the image's last path
+    /// component and a random suffix, e.g. nginx-7xk2q.
     #[arg(long, env = "DEPLOYER_POD_NAME", value_name = "NAME")]
     pub(crate) name: Option<String>,
 
