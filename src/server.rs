@@ -686,7 +686,7 @@ async fn follow_apiserver(
             probe = probe => match probe {
                 Ok(Ok(_)) => true,
                 // An HTTP answer, even an error, is an API server that answers.
-                Ok(Err(Error::KubeApi { source: kube::Error::Api(_), .. })) => true,
+                Ok(Err(crate::Error::KubeApi { source: kube::Error::Api(_), .. })) => true,
                 Ok(Err(_)) | Err(_) => false,
             },
             _ = stop.wait_for(|stop| *stop) => return,

@@ -316,8 +316,9 @@ async fn check_walkthrough(admin: &kube::Client, addr: &str) {
 async fn the_examples_and_the_readme_walkthrough_work_against_the_server() {
     let cluster = TestCluster::shared();
     let admin = cluster.client().await;
-    let server = RunningDeployer::start(cluster, k8s_deployer::Config::default()).await;
-    server.wait_serving().await;
+    let server = RunningDeployer::with(k8s_deployer::Config::default())
+        .serving()
+        .await;
     let addr = server.addr.to_string();
     tokio::join!(
         check_example("python", &admin, &addr),

@@ -11,8 +11,8 @@ use std::time::Duration;
 use k8s_deployer::Config;
 use k8s_deployer::proto::deployer::v1 as pb;
 use support::{
-    Pki, RunningDeployer, ServerTask, TestAuth, TestCluster, WAIT, create_namespace, pods_in,
-    serving_deployer, unique,
+    Pki, RunningDeployer, TestAuth, TestCluster, WAIT, create_namespace, pods_in, serving_deployer,
+    unique,
 };
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
@@ -407,15 +407,9 @@ async fn refusals_exit_5_without_showing_the_token() {
          actions: [\"*\"]\nimages:\n  allow: [\"**\"]\n  deniedTags: [latest]\n",
     )
     .expect("a policy");
-    let strict = RunningDeployer::start(
-        TestCluster::shared(),
-        Config {
-            kubeconfig: Some(TestCluster::shared().kubeconfig.clone()),
-            ..auth.config(Some(&policy), None)
-        },
-    )
-    .await;
-    strict.wait_serving().await;
+    let strict = RunningDeployer::with(auth.config(Some(&policy), None))
+        .serving()
+        .await;
     let run = deployctl(
         &strict,
         &["deploy", "nginx:latest", "-n", &ns, "--wait", "ready"],
@@ -662,12 +656,7 @@ async fn a_watch_reconnects_after_a_server_shutdown() {
     let admin = cluster.client().await;
     let ns = create_namespace(&admin, "cli-reconnect", &[]).await;
     let auth = TestAuth::shared();
-    let config = |listen: std::net::SocketAddr| Config {
-        listen,
-        kubeconfig: Some(cluster.kubeconfig.clone()),
-        ..auth.config(None, None)
-    };
-    let first = ServerTask::start(&config("127.0.0.1:0".parse().expect("an address"))).await;
+    let first = RunningDeployer::with(auth.config(None, None)).start().await;
     let addr = first.addr;
     let token = auth.tester_token();
     let server_url = format!("http://{addr}");
@@ -695,8 +684,11 @@ async fn a_watch_reconnects_after_a_server_shutdown() {
         .expect("a line");
     assert!(first_line.contains("does not exist yet"), "{first_line}");
 
-    first.stop().await;
-    let second = ServerTask::start(&config(addr)).await;
+    first.stop().await.expect("a clean stop");
+    let second = RunningDeployer::with(auth.config(None, None))
+        .listen(addr)
+        .start()
+        .await;
     let mut client = support::tester_client(
         tonic::transport::Channel::from_shared(server_url.clone())
             .expect("a uri")
@@ -733,7 +725,7 @@ async fn a_watch_reconnects_after_a_server_shutdown() {
         lines.last().is_some_and(|l| l.contains("is READY")),
         "{lines:#?}"
     );
-    second.stop().await;
+    second.stop().await.expect("a clean stop");
 }
 
 /// Over TLS, trusting the server's CA, authenticated by a client certificate alone; without
@@ -753,15 +745,13 @@ async fn over_tls_with_a_client_certificate() {
     let (cert, key) = server_ca.server();
     let (client_cert, client_key) = client_ca.client(support::TESTER, &[]);
     let config = Config {
-        listen: "127.0.0.1:0".parse().expect("an address"),
-        kubeconfig: Some(TestCluster::shared().kubeconfig.clone()),
         plaintext: false,
         tls_cert: Some(write("tls.crt", &cert)),
         tls_key: Some(write("tls.key", &key)),
         tls_client_ca: Some(write("client-ca.crt", &client_ca.ca_pem)),
         ..auth.config(None, None)
     };
-    let server = ServerTask::start(&config).await;
+    let server = RunningDeployer::with(config).start().await;
     let url = format!("https://127.0.0.1:{}", server.addr.port());
     let ca_file = write("server-ca.crt", &server_ca.ca_pem);
     let (client_cert, client_key) = (
@@ -790,5 +780,5 @@ async fn over_tls_with_a_client_certificate() {
     let untrusted = run(&["--server", &url, "list", "-n", "default"]).await;
     assert_eq!(untrusted.code, 6, "{untrusted:#?}");
     assert!(untrusted.stderr.contains("certificate"), "{untrusted:#?}");
-    server.stop().await;
+    server.stop().await.expect("a clean stop");
 }

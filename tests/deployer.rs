@@ -12,8 +12,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use pb::watch_status_response::Kind;
 use support::{
-    RunningDeployer, TestCluster, WAIT, create_namespace, pod, pods_in, service_account_token,
-    serving_deployer,
+    RunningDeployer, TestCluster, create_namespace, eventually, pod, pods_in,
+    service_account_token, serving_deployer,
 };
 
 use tonic::{Code, Streaming};
@@ -63,23 +63,24 @@ async fn read_to_end(
     already_read: u64,
 ) -> Vec<pb::WatchStatusResponse> {
     let mut messages = Vec::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let next = tokio::time::timeout_at(deadline, stream.message())
-            .await
-            .unwrap_or_else(|_| panic!("the stream did not end within {WAIT:?}: {messages:#?}"));
-        match next.expect("the stream ends with OK") {
-            Some(message) => {
-                assert_eq!(
-                    message.sequence,
-                    already_read + messages.len() as u64 + 1,
-                    "sequence numbers"
-                );
-                messages.push(message);
-            }
-            None => return messages,
-        }
-    }
+    eventually("the stream to end")
+        .every(Duration::ZERO)
+        .until(
+            async || match stream.message().await.expect("the stream ends with OK") {
+                Some(message) => {
+                    assert_eq!(
+                        message.sequence,
+                        already_read + messages.len() as u64 + 1,
+                        "sequence numbers"
+                    );
+                    messages.push(message);
+                    Err(messages.clone())
+                }
+                None => Ok(()),
+            },
+        )
+        .await;
+    messages
 }
 
 /// Read until `wanted` holds for a message; returns it.
@@ -88,17 +89,17 @@ async fn read_until(
     what: &str,
     wanted: impl Fn(&pb::WatchStatusResponse) -> bool,
 ) -> pb::WatchStatusResponse {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let next = tokio::time::timeout_at(deadline, stream.message())
-            .await
-            .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
-            .expect("the stream")
-            .unwrap_or_else(|| panic!("the stream ended before {what}"));
-        if wanted(&next) {
-            return next;
-        }
-    }
+    eventually(what)
+        .every(Duration::ZERO)
+        .until(async || {
+            let next = stream
+                .message()
+                .await
+                .expect("the stream")
+                .unwrap_or_else(|| panic!("the stream ended before {what}"));
+            if wanted(&next) { Ok(next) } else { Err(next) }
+        })
+        .await
 }
 
 fn pod_of(message: &pb::WatchStatusResponse) -> Option<&pb::PodStatus> {
@@ -803,8 +804,10 @@ async fn what_the_cluster_forbids_is_permission_denied() {
     )
     .await;
     let kubeconfig = cluster.kubeconfig_with_token(&token);
-    let server = RunningDeployer::start_with_kubeconfig(&kubeconfig, Config::default()).await;
-    server.wait_serving().await;
+    let server = RunningDeployer::with(Config::default())
+        .kubeconfig(&kubeconfig)
+        .serving()
+        .await;
     let mut client = server.client();
 
     let allowed = deploy(&mut client, deploy_request(&team_a, "nginx:1.27")).await;
@@ -836,13 +839,11 @@ async fn namespaces_not_served_are_refused() {
     let admin = cluster.client().await;
     let served = create_namespace(&admin, "served", &[]).await;
     let other = create_namespace(&admin, "other", &[]).await;
-    let server = RunningDeployer::start(
-        cluster,
-        Config {
-            namespaces: vec![served.clone()],
-            ..Config::default()
-        },
-    )
+    let server = RunningDeployer::with(Config {
+        namespaces: vec![served.clone()],
+        ..Config::default()
+    })
+    .start()
     .await;
     // SERVING means the served namespace's watch has synced.
     server.wait_serving().await;
@@ -873,7 +874,10 @@ async fn an_unreachable_apiserver_is_unavailable() {
         .dir
         .join(format!("{}.kubeconfig", support::unique("dead")));
     std::fs::write(&path, dead).expect("write");
-    let server = RunningDeployer::start_with_kubeconfig(&path, Config::default()).await;
+    let server = RunningDeployer::with(Config::default())
+        .kubeconfig(&path)
+        .start()
+        .await;
     let mut client = server.client();
     let error = client
         .deploy(deploy_request("default", "nginx:1.27"))
@@ -887,15 +891,12 @@ async fn streams_beyond_the_maximum_are_resource_exhausted() {
     let cluster = TestCluster::shared();
     let admin = cluster.client().await;
     let ns = create_namespace(&admin, "maxstreams", &[]).await;
-    let server = RunningDeployer::start(
-        cluster,
-        Config {
-            max_streams: 1,
-            ..Config::default()
-        },
-    )
+    let server = RunningDeployer::with(Config {
+        max_streams: 1,
+        ..Config::default()
+    })
+    .serving()
     .await;
-    server.wait_serving().await;
     let mut client = server.client();
     let mut first = watch(&mut client, &ns, "a", pb::Until::None).await;
     first.message().await.expect("a snapshot").expect("one");
@@ -992,40 +993,39 @@ async fn an_apiserver_that_throttles_is_resource_exhausted() {
         .expect("create the flow schema");
 
     let kubeconfig = cluster.kubeconfig_with_token(&token);
-    let server = RunningDeployer::start_with_kubeconfig(&kubeconfig, Config::default()).await;
-    server.wait_serving().await;
+    let server = RunningDeployer::with(Config::default())
+        .kubeconfig(&kubeconfig)
+        .serving()
+        .await;
     let client = server.client();
 
     // Bursts of dry-run deploys (nothing is created) until the apiserver, once it has taken
     // the new flow control configuration, throttles.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut exhausted = None;
-    while exhausted.is_none() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the apiserver never throttled within {WAIT:?}"
-        );
-        let calls = (0..150).map(|i| {
-            let mut client = client.clone();
-            let request = pb::DeployRequest {
-                name: format!("burst-{i}"),
-                dry_run: true,
-                ..deploy_request(&ns, "nginx:1.27")
-            };
-            async move { client.deploy(request).await }
-        });
-        for result in futures::future::join_all(calls).await {
-            if let Err(status) = result {
-                assert_eq!(
-                    status.code(),
-                    Code::ResourceExhausted,
-                    "only throttling may fail these calls: {status:?}"
-                );
-                exhausted = Some(status);
+    let status = eventually("the apiserver to throttle")
+        .until(async || {
+            let mut exhausted = Err("no call throttled");
+            let calls = (0..150).map(|i| {
+                let mut client = client.clone();
+                let request = pb::DeployRequest {
+                    name: format!("burst-{i}"),
+                    dry_run: true,
+                    ..deploy_request(&ns, "nginx:1.27")
+                };
+                async move { client.deploy(request).await }
+            });
+            for result in futures::future::join_all(calls).await {
+                if let Err(status) = result {
+                    assert_eq!(
+                        status.code(),
+                        Code::ResourceExhausted,
+                        "only throttling may fail these calls: {status:?}"
+                    );
+                    exhausted = Ok(status);
+                }
             }
-        }
-    }
-    let status = exhausted.expect("a throttled call");
+            exhausted
+        })
+        .await;
     assert!(
         status.message().contains("retry later"),
         "{}",

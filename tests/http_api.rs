@@ -10,21 +10,19 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams};
 use serde_json::{Value, json};
-use support::{ServerTask, TestAuth, TestCluster, WAIT, create_namespace, unique};
+use support::{RunningDeployer, TestAuth, TestCluster, WAIT, create_namespace, eventually, unique};
 
 /// A server with the HTTP API on, and the base URL of that API.
-async fn start() -> (ServerTask, String) {
+async fn start() -> (RunningDeployer, String) {
     let auth = TestAuth::shared();
     let config = k8s_deployer::Config {
-        listen: "127.0.0.1:0".parse().expect("an address"),
         http_listen: Some("127.0.0.1:0".parse().expect("an address")),
-        kubeconfig: Some(TestCluster::shared().kubeconfig.clone()),
         ..auth.config(
             None,
             Some(&auth.dir.join(format!("{}.jsonl", unique("http-audit")))),
         )
     };
-    let server = ServerTask::start(&config).await;
+    let server = RunningDeployer::with(config).start().await;
     let base = format!("http://{}", server.http_addr.expect("an HTTP address"));
     (server, base)
 }
@@ -85,19 +83,17 @@ async fn the_prototypes_flow_deploy_then_poll_until_running() {
         json!({ "message": "Pod deployment initiated", "pod_name": "pod-nginx", "namespace": namespace })
     );
 
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let status = loop {
-        let (code, status) = get_status(&base, &tester(), &namespace, "pod-nginx").await;
-        assert_eq!(code, 200, "{status}");
-        if status["pod_status"] == "Running" {
-            break status;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never Running: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let status = eventually("pod-nginx to be Running")
+        .until(async || {
+            let (code, status) = get_status(&base, &tester(), &namespace, "pod-nginx").await;
+            assert_eq!(code, 200, "{status}");
+            if status["pod_status"] == "Running" {
+                Ok(status)
+            } else {
+                Err(status)
+            }
+        })
+        .await;
     assert_eq!(status["pod_name"], "pod-nginx");
     assert_eq!(status["namespace"], namespace.as_str());
     assert_eq!(status["container_state"], "Running");
@@ -130,7 +126,7 @@ async fn the_prototypes_flow_deploy_then_poll_until_running() {
             .is_some_and(|d| d.contains("already exists")),
         "{body}"
     );
-    server.stop().await;
+    server.stop().await.expect("a clean stop");
 }
 
 /// Errors come as the prototype sent them, `{"detail": ...}`, with its status codes; and the
@@ -216,7 +212,7 @@ async fn errors_take_the_prototypes_shape_and_the_same_security_applies() {
             .is_empty(),
         "nothing was created"
     );
-    server.stop().await;
+    server.stop().await.expect("a clean stop");
 }
 
 /// What the prototype lacked: the status, live, as Server-Sent Events instead of polling;
@@ -320,7 +316,7 @@ async fn the_watch_streams_server_sent_events_until_the_pod_is_deleted() {
     ] {
         assert!(document["paths"][path].is_object(), "{path}");
     }
-    server.stop().await;
+    server.stop().await.expect("a clean stop");
 }
 
 /// Issue 9, defect 4: the prototype's names for tagged images and registry paths have dots
@@ -362,7 +358,7 @@ async fn tagged_and_registry_images_deploy_under_the_prototypes_dotted_names() {
             Some(image)
         );
     }
-    server.stop().await;
+    server.stop().await.expect("a clean stop");
 }
 
 /// Issue 9, defect 8: a malformed body is answered 400 in our words, naming the field that is
@@ -419,5 +415,5 @@ async fn malformed_bodies_are_answered_in_our_words_naming_the_field() {
             .is_empty(),
         "nothing was created"
     );
-    server.stop().await;
+    server.stop().await.expect("a clean stop");
 }

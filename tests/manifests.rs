@@ -11,10 +11,9 @@ mod support;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{TestCluster, WAIT, unique};
+use support::{TestCluster, eventually, unique};
 
 /// Where the service runs.
 const INSTALL_NAMESPACE: &str = "k8s-deployer";
@@ -198,21 +197,6 @@ fn ensure_tls_secret(cluster: &TestCluster) {
     );
 }
 
-/// Poll `check` until it returns Ok, for up to WAIT; on time-out, panic with `what` and the
-/// state the last Err described.
-fn wait_until<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match check() {
-            Ok(value) => return value,
-            Err(state) if Instant::now() >= deadline => {
-                panic!("{what}: not reached within {WAIT:?}; last state:\n{state}")
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(250)),
-        }
-    }
-}
-
 /// An RBAC rule in a form that compares regardless of order.
 fn rule(rule: &Value) -> [Vec<String>; 4] {
     let list = |field: &str| {
@@ -374,8 +358,11 @@ fn every_rendered_manifest_is_accepted_by_the_apiserver_in_a_server_side_dry_run
     );
 }
 
-#[test]
-fn the_deployments_pods_are_admitted_under_pod_security_restricted() {
+#[tokio::test]
+// The turn is a std mutex held across awaits on purpose: these tests share fixed names and
+// take turns; each runs on its own runtime, so no task of another test waits on this one.
+#[allow(clippy::await_holding_lock)]
+async fn the_deployments_pods_are_admitted_under_pod_security_restricted() {
     let cluster = TestCluster::shared();
     let _turn = take_turn();
     let objects = rendered(cluster);
@@ -410,38 +397,41 @@ fn the_deployments_pods_are_admitted_under_pod_security_restricted() {
 
     // The ReplicaSet controller creates the pods, PodSecurity admits them, the scheduler
     // places them, kwok runs them. A refusal shows as a FailedCreate event of the ReplicaSet.
-    let pods = wait_until("two running pods of the Deployment", || {
-        let refused = failed_create_events(cluster);
-        assert!(refused.is_empty(), "pods were refused: {refused:#?}");
-        let list: Value = serde_json::from_str(&kubectl(
-            cluster,
-            &[
-                "get",
-                "pods",
-                "-n",
-                INSTALL_NAMESPACE,
-                "-l",
-                POD_SELECTOR,
-                "-o",
-                "json",
-            ],
-        ))
-        .expect("a pod list");
-        let running: Vec<Value> = list["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|p| {
-                p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
-            })
-            .cloned()
-            .collect();
-        if running.len() >= 2 {
-            Ok(running)
-        } else {
-            Err(format!("{list:#}"))
-        }
-    });
+    let pods = eventually("two running pods of the Deployment")
+        .until(async || {
+            let refused = failed_create_events(cluster);
+            assert!(refused.is_empty(), "pods were refused: {refused:#?}");
+            let list: Value = serde_json::from_str(&kubectl(
+                cluster,
+                &[
+                    "get",
+                    "pods",
+                    "-n",
+                    INSTALL_NAMESPACE,
+                    "-l",
+                    POD_SELECTOR,
+                    "-o",
+                    "json",
+                ],
+            ))
+            .expect("a pod list");
+            let running: Vec<Value> = list["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| {
+                    p["status"]["phase"] == "Running"
+                        && p["metadata"]["deletionTimestamp"].is_null()
+                })
+                .cloned()
+                .collect();
+            if running.len() >= 2 {
+                Ok(running)
+            } else {
+                Err(format!("{list:#}"))
+            }
+        })
+        .await;
     let refused = failed_create_events(cluster);
     assert!(refused.is_empty(), "pods were refused: {refused:#?}");
 
@@ -452,8 +442,11 @@ fn the_deployments_pods_are_admitted_under_pod_security_restricted() {
     assert_eq!(nodes.len(), 2, "both replicas on one node: {nodes:?}");
 }
 
-#[test]
-fn the_service_account_can_do_what_the_service_needs_and_nothing_more() {
+#[tokio::test]
+// The turn is a std mutex held across awaits on purpose: these tests share fixed names and
+// take turns; each runs on its own runtime, so no task of another test waits on this one.
+#[allow(clippy::await_holding_lock)]
+async fn the_service_account_can_do_what_the_service_needs_and_nothing_more() {
     let cluster = TestCluster::shared();
     let _turn = take_turn();
     let objects = rendered(cluster);
@@ -535,18 +528,20 @@ fn the_service_account_can_do_what_the_service_needs_and_nothing_more() {
         &["get", "namespace/apps", "-n", "apps"],
     ];
     // The authorizer sees new bindings shortly after they are written: wait for all.
-    wait_until("the ServiceAccount's rights in apps", || {
-        let missing: Vec<String> = allowed
-            .iter()
-            .filter(|q| !service_account_can(cluster, q))
-            .map(|q| q.join(" "))
-            .collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("still refused: {missing:?}"))
-        }
-    });
+    eventually("the ServiceAccount's rights in apps")
+        .until(async || {
+            let missing: Vec<String> = allowed
+                .iter()
+                .filter(|q| !service_account_can(cluster, q))
+                .map(|q| q.join(" "))
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("still refused: {missing:?}"))
+            }
+        })
+        .await;
     let refused: [&[&str]; 13] = [
         &["create", "pods", "-n", "default"],
         &["list", "pods", "--all-namespaces"],
@@ -633,9 +628,10 @@ async fn the_service_does_its_job_with_its_own_service_account_and_nothing_more(
         .lines()
         .count();
 
-    let deployer =
-        RunningDeployer::start_with_kubeconfig(&kubeconfig, k8s_deployer::Config::default()).await;
-    deployer.wait_serving().await;
+    let deployer = RunningDeployer::with(k8s_deployer::Config::default())
+        .kubeconfig(&kubeconfig)
+        .serving()
+        .await;
     let mut client = deployer.client();
 
     // The whole job in the target namespace.
@@ -719,17 +715,19 @@ async fn the_service_does_its_job_with_its_own_service_account_and_nothing_more(
             }
         }
     }
-    let used = wait_until("the audit log to show every grant in use", || {
-        let used = audited_requests(cluster, user, TARGET_NAMESPACE, audit_from);
-        let unused: Vec<_> = granted.iter().filter(|g| !used.contains_key(*g)).collect();
-        if unused.is_empty() {
-            Ok(used)
-        } else {
-            Err(format!(
-                "granted but never used: {unused:?}; used: {used:?}"
-            ))
-        }
-    });
+    let used = eventually("the audit log to show every grant in use")
+        .until(async || {
+            let used = audited_requests(cluster, user, TARGET_NAMESPACE, audit_from);
+            let unused: Vec<_> = granted.iter().filter(|g| !used.contains_key(*g)).collect();
+            if unused.is_empty() {
+                Ok(used)
+            } else {
+                Err(format!(
+                    "granted but never used: {unused:?}; used: {used:?}"
+                ))
+            }
+        })
+        .await;
     let refused_there: Vec<_> = used.iter().filter(|(_, code)| **code == 403).collect();
     assert!(
         refused_there.is_empty(),

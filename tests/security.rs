@@ -13,8 +13,8 @@ use k8s_deployer::proto::deployer::v1 as pb;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use support::{
-    DeployerClient, Pki, RunningDeployer, ServerTask, TestAuth, TestCluster, WAIT,
-    client_with_token, create_namespace, es256_key, now_secs, pods_in, unique,
+    DeployerClient, Pki, RunningDeployer, TestAuth, TestCluster, client_with_token,
+    create_namespace, es256_key, eventually, now_secs, pods_in, unique,
 };
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -61,8 +61,7 @@ impl Secured {
         let audit = auth.dir.join(format!("{name}-audit.jsonl"));
         let mut config = auth.config(Some(&policy_path), Some(&audit));
         tweak(&mut config);
-        let deployer = RunningDeployer::start(TestCluster::shared(), config).await;
-        deployer.wait_serving().await;
+        let deployer = RunningDeployer::with(config).serving().await;
         Secured { deployer, audit }
     }
 
@@ -90,18 +89,17 @@ async fn audit_records_once(
     path: &Path,
     ready: impl Fn(&[serde_json::Value]) -> bool,
 ) -> Vec<serde_json::Value> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let records = audit_records(path);
-        if ready(&records) {
-            return records;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the audit records never came: {records:#?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the audit records of the calls")
+        .every(Duration::from_millis(20))
+        .until(async || {
+            let records = audit_records(path);
+            if ready(&records) {
+                Ok(records)
+            } else {
+                Err(records)
+            }
+        })
+        .await
 }
 
 fn token(subject: &str, groups: &[&str]) -> String {
@@ -367,20 +365,17 @@ async fn a_rotated_key_is_picked_up_on_an_unknown_kid() {
 
     write_jwks(&jwks, &[jwk]);
     // Reloads are rate-limited; the new key is accepted within the limit.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match server.client(&rotated).list_pods(list("default")).await {
-            Ok(_) => break,
-            Err(status) => {
-                assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the new key was never picked up"
-                );
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-        }
-    }
+    eventually("the new key to be picked up")
+        .until(
+            async || match server.client(&rotated).list_pods(list("default")).await {
+                Ok(_) => Ok(()),
+                Err(status) => {
+                    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+                    Err(status)
+                }
+            },
+        )
+        .await;
 }
 
 /// The policy decides, before the API server is asked: a namespace, an action, a caller
@@ -573,17 +568,14 @@ async fn a_stream_ends_with_unauthenticated_when_its_token_expires() {
         Some(pb::watch_status_response::Kind::Snapshot(_))
     ));
 
-    let ended = tokio::time::timeout(WAIT, async {
-        loop {
-            match stream.message().await {
-                // Heartbeats while the token is valid.
-                Ok(Some(_)) => {}
-                other => return other,
-            }
-        }
-    })
-    .await
-    .expect("the stream ends");
+    let ended = eventually("the stream to end once its token expired")
+        .every(Duration::ZERO)
+        .until(async || match stream.message().await {
+            // Heartbeats while the token is valid.
+            Ok(Some(message)) => Err(message),
+            other => Ok(other),
+        })
+        .await;
     let status = ended.expect_err("it ends with an error status");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 }
@@ -643,20 +635,18 @@ async fn tls_is_required_and_client_certificates_identify_callers() {
     std::fs::write(&key_path, &key).expect("key");
     std::fs::write(&ca_path, &client_pki.ca_pem).expect("ca");
 
-    // RunningDeployer connects in plain text; this server speaks TLS only, so start it here.
+    // This server speaks TLS only: the test connects with its own TLS settings.
     let audit = dir.join("audit.jsonl");
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, POLICY).expect("policy");
     let config = Config {
-        listen: "127.0.0.1:0".parse().expect("an address"),
-        kubeconfig: Some(TestCluster::shared().kubeconfig.clone()),
         plaintext: false,
         tls_cert: Some(cert_path.clone()),
         tls_key: Some(key_path.clone()),
         tls_client_ca: Some(ca_path),
         ..auth.config(Some(&policy), Some(&audit))
     };
-    let server = ServerTask::start(&config).await;
+    let server = RunningDeployer::with(config).start().await;
     let addr = server.addr;
     let tester = auth.tester_token();
 
@@ -734,11 +724,15 @@ async fn tls_is_required_and_client_certificates_identify_callers() {
         .list_pods(list("default"))
         .await
         .expect("valid now");
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let expired = on_one_connection
-        .list_pods(list("default"))
-        .await
-        .expect_err("expired since");
+    // Accepted until it expires; from then on, every call is refused.
+    let expired = eventually("the certificate to expire")
+        .until(
+            async || match on_one_connection.list_pods(list("default")).await {
+                Ok(_) => Err("the call is still accepted"),
+                Err(status) => Ok(status),
+            },
+        )
+        .await;
     assert_eq!(expired.code(), Code::Unauthenticated, "{expired:?}");
     assert!(expired.message().contains("expired"), "{expired:?}");
 
@@ -759,21 +753,13 @@ async fn tls_is_required_and_client_certificates_identify_callers() {
     let (cert, key) = renewed_pki.server();
     std::fs::write(&key_path, &key).expect("key");
     std::fs::write(&cert_path, &cert).expect("cert");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while list_over_tls(addr, &renewed_pki.ca_pem, None, Some(&tester))
-        .await
-        .is_err()
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the renewed certificate is never served"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("the renewed certificate to be served")
+        .until(async || list_over_tls(addr, &renewed_pki.ca_pem, None, Some(&tester)).await)
+        .await;
     let old = list_over_tls(addr, &server_pki.ca_pem, None, Some(&tester)).await;
     assert!(old.is_err(), "the old certificate is still served");
 
-    server.stop().await;
+    server.stop().await.expect("a clean stop");
 }
 
 /// Pods are hardened, to the restricted profile where the namespace enforces it; a pod
@@ -977,38 +963,36 @@ async fn the_health_port_serves_only_health() {
     use tonic_health::pb::health_client::HealthClient;
     let auth = TestAuth::shared();
     let config = Config {
-        listen: "127.0.0.1:0".parse().expect("an address"),
         health_listen: Some("127.0.0.1:0".parse().expect("an address")),
-        kubeconfig: Some(TestCluster::shared().kubeconfig.clone()),
         ..auth.config(None, None)
     };
-    let server = ServerTask::start(&config).await;
+    let server = RunningDeployer::with(config).start().await;
     let health_addr = server.health_addr.expect("a health port");
     let channel = Channel::from_shared(format!("http://{health_addr}"))
         .expect("a uri")
         .connect()
         .await
         .expect("connect to the health port");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let status = HealthClient::new(channel.clone())
-            .check(HealthCheckRequest::default())
-            .await
-            .expect("health answers")
-            .into_inner()
-            .status();
-        if status == tonic_health::pb::health_check_response::ServingStatus::Serving {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never SERVING");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the health port to report SERVING")
+        .until(async || {
+            let status = HealthClient::new(channel.clone())
+                .check(HealthCheckRequest::default())
+                .await
+                .expect("health answers")
+                .into_inner()
+                .status();
+            match status {
+                tonic_health::pb::health_check_response::ServingStatus::Serving => Ok(()),
+                other => Err(other),
+            }
+        })
+        .await;
     let other = client_with_token(channel, &auth.tester_token())
         .list_pods(list("default"))
         .await
         .expect_err("the deployer is not on the health port");
     assert_eq!(other.code(), Code::Unimplemented, "{other:?}");
-    server.stop().await;
+    server.stop().await.expect("a clean stop");
 }
 
 /// The server does not start half-secured: no TLS without --plaintext, no policy, no way to

@@ -3,12 +3,8 @@
 
 mod support;
 
-use std::time::Duration;
-
-use k8s_deployer::{Config, Server};
-use support::{TestCluster, WAIT};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+use k8s_deployer::Config;
+use support::{RunningDeployer, TestCluster, WAIT, eventually};
 use tonic::Streaming;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -19,36 +15,14 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
-/// A server running in this test, stopped when `stop` is sent or dropped.
-struct Running {
-    channel: Channel,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), k8s_deployer::StartupError>>,
-}
-
-async fn start_server(cluster: &TestCluster) -> Running {
-    let config = support::with_test_security(Config {
-        listen: "127.0.0.1:0".parse().expect("an address"),
-        kubeconfig: Some(cluster.kubeconfig.clone()),
-        ..Config::default()
-    });
-    let server = Server::bind(&config).await.expect("bind the server");
-    let addr = server.local_addr();
+async fn start_server(cluster: &TestCluster) -> RunningDeployer {
+    let running = RunningDeployer::with(Config::default())
+        .kubeconfig(&cluster.kubeconfig)
+        .start()
+        .await;
+    let addr = running.addr;
     assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
-        .expect("a uri")
-        .connect()
-        .await
-        .expect("connect to the server");
-    Running {
-        channel,
-        stop,
-        task,
-    }
+    running
 }
 
 async fn check(health: &mut HealthClient<Channel>, service: &str) -> ServingStatus {
@@ -62,18 +36,12 @@ async fn check(health: &mut HealthClient<Channel>, service: &str) -> ServingStat
 }
 
 async fn wait_until_serving(health: &mut HealthClient<Channel>, service: &str) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let status = check(health, service).await;
-        if status == ServingStatus::Serving {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{service:?} is still {status:?} after {WAIT:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(&format!("{service:?} to be SERVING"))
+        .until(async || match check(health, service).await {
+            ServingStatus::Serving => Ok(()),
+            status => Err(status),
+        })
+        .await;
 }
 
 #[tokio::test]
@@ -92,19 +60,13 @@ async fn health_turns_serving_once_the_apiserver_answers() {
         .expect_err("an unknown service is not reported");
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 
-    drop(running.stop);
     drop(health);
-    drop(running.channel);
-    running
-        .task
-        .await
-        .expect("the server task")
-        .expect("the server stops cleanly");
+    running.stop().await.expect("the server stops cleanly");
 }
 
 #[tokio::test]
 async fn reflection_lists_the_deployer_and_health_services() {
-    let running = start_server(TestCluster::shared()).await;
+    let mut running = start_server(TestCluster::shared()).await;
     let mut reflection = ServerReflectionClient::new(running.channel.clone());
     let request = ServerReflectionRequest {
         host: String::new(),
@@ -134,18 +96,18 @@ async fn reflection_lists_the_deployer_and_health_services() {
             "{expected} missing from {names:?}"
         );
     }
-    let _ = running.stop.send(());
+    running.begin_stop();
 }
 
 #[tokio::test]
 async fn shutdown_reports_not_serving_to_watchers_then_stops() {
-    let running = start_server(TestCluster::shared()).await;
+    let mut running = start_server(TestCluster::shared()).await;
     let mut health = HealthClient::new(running.channel.clone());
     wait_until_serving(&mut health, "").await;
 
     let mut watch = watch_serving(&mut health).await;
 
-    running.stop.send(()).expect("the server is running");
+    running.begin_stop();
     let next = tokio::time::timeout(WAIT, watch.message())
         .await
         .expect("a status change within the wait")
@@ -155,12 +117,7 @@ async fn shutdown_reports_not_serving_to_watchers_then_stops() {
 
     drop(watch);
     drop(health);
-    drop(running.channel);
-    tokio::time::timeout(WAIT, running.task)
-        .await
-        .expect("the server stops once its callers are gone")
-        .expect("the server task")
-        .expect("a clean stop");
+    running.stop().await.expect("a clean stop");
 }
 
 /// The binary, stopped by SIGTERM while a caller still holds a stream open: health turns
@@ -222,21 +179,14 @@ async fn sigterm_stops_the_binary_even_with_a_stream_held_open() {
 }
 
 async fn connect_with_retries(uri: &str) -> Channel {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match Channel::from_shared(uri.to_owned())
-            .expect("a uri")
-            .connect()
-            .await
-        {
-            Ok(channel) => return channel,
-            Err(error) => assert!(
-                tokio::time::Instant::now() < deadline,
-                "cannot connect to {uri}: {error}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(&format!("a connection to {uri}"))
+        .until(async || {
+            Channel::from_shared(uri.to_owned())
+                .expect("a uri")
+                .connect()
+                .await
+        })
+        .await
 }
 
 /// Open a health Watch for the whole server and read its first message, SERVING.

@@ -230,11 +230,11 @@ pub async fn create_namespace(client: &Client, prefix: &str, labels: &[(&str, &s
 /// A deployer serving on the shared cluster (the shared test credentials), an admin client,
 /// and a fresh namespace named after `prefix`.
 pub async fn serving_deployer(prefix: &str) -> (RunningDeployer, Client, String) {
-    let cluster = TestCluster::shared();
-    let admin = cluster.client().await;
+    let admin = TestCluster::shared().client().await;
     let namespace = create_namespace(&admin, prefix, &[]).await;
-    let server = RunningDeployer::start(cluster, k8s_deployer::Config::default()).await;
-    server.wait_serving().await;
+    let server = RunningDeployer::with(k8s_deployer::Config::default())
+        .serving()
+        .await;
     (server, admin, namespace)
 }
 
@@ -320,22 +320,19 @@ pub async fn wait_for_event(
 ) -> Event {
     let events: Api<Event> = Api::namespaced(client.clone(), namespace);
     let params = ListParams::default().fields(&format!("involvedObject.name={pod}"));
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let list = events.list(&params).await.expect("list events");
-        if let Some(event) = list.items.iter().find(|e| condition(e)) {
-            return event.clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no event {what} for pod {pod} within {WAIT:?}; events: {:#?}",
-            list.items
-                .iter()
-                .map(|e| (&e.type_, &e.reason, &e.message))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    eventually(&format!("an event {what} for pod {pod}"))
+        .until(async || {
+            let list = events.list(&params).await.expect("list events");
+            match list.items.iter().find(|e| condition(e)) {
+                Some(event) => Ok(event.clone()),
+                None => Err(list
+                    .items
+                    .into_iter()
+                    .map(|e| (e.type_, e.reason, e.message))
+                    .collect::<Vec<_>>()),
+            }
+        })
+        .await
 }
 
 /// The waiting reason of the pod's first container, if it is waiting.
@@ -364,53 +361,111 @@ pub fn condition<'a>(pod: &'a Pod, type_: &str) -> Option<&'a str> {
         .map(|c| c.status.as_str())
 }
 
-/// A k8s-deployer server running in this test process on 127.0.0.1:0 against a cluster.
+/// A k8s-deployer server running in this test process, against a cluster. The one way tests
+/// start a server: [`RunningDeployer::with`] a configuration, then [`DeployerBuilder::start`]
+/// (or [`DeployerBuilder::serving`], which also waits for SERVING).
 pub struct RunningDeployer {
-    /// Where it listens.
+    /// Where it serves gRPC.
     pub addr: std::net::SocketAddr,
-    /// A channel to it.
+    /// The plain-text health port, if configured.
+    pub health_addr: Option<std::net::SocketAddr>,
+    /// The HTTP API, if configured.
+    pub http_addr: Option<std::net::SocketAddr>,
+    /// A plain-text channel to it (connected on first use when the server speaks TLS, so
+    /// unusable then: such tests connect with their own TLS settings).
     pub channel: tonic::transport::Channel,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<Result<(), k8s_deployer::StartupError>>>,
+    task: AbortOnDrop,
 }
 
-impl RunningDeployer {
-    /// Start the server with `config` (its listen address and kubeconfig are set here; when
-    /// it has no policy, the shared [`TestAuth`] configuration is added) and wait until its
-    /// health is SERVING.
-    pub async fn start(cluster: &TestCluster, config: k8s_deployer::Config) -> RunningDeployer {
-        Self::start_with_kubeconfig(&cluster.kubeconfig, config).await
+/// The server's task, aborted when the test lets go of it.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), k8s_deployer::StartupError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How to start a [`RunningDeployer`]: on 127.0.0.1:0, against the shared cluster, with the
+/// shared [`TestAuth`] security settings unless the configuration has a policy of its own.
+pub struct DeployerBuilder {
+    config: k8s_deployer::Config,
+    kubeconfig: Option<PathBuf>,
+    listen: std::net::SocketAddr,
+}
+
+impl DeployerBuilder {
+    /// Against another cluster, or as another identity (a kubeconfig with a token, or one
+    /// pointing at a dead cluster). Without it: the configuration's kubeconfig, else the
+    /// shared cluster's.
+    pub fn kubeconfig(self, kubeconfig: &Path) -> DeployerBuilder {
+        DeployerBuilder {
+            kubeconfig: Some(kubeconfig.to_path_buf()),
+            ..self
+        }
     }
 
-    /// As [`RunningDeployer::start`], with another kubeconfig (another identity, or a dead
-    /// cluster); does not wait for SERVING.
-    pub async fn start_with_kubeconfig(
-        kubeconfig: &Path,
-        config: k8s_deployer::Config,
-    ) -> RunningDeployer {
+    /// Serve gRPC on this address rather than on a free loopback port.
+    pub fn listen(self, listen: std::net::SocketAddr) -> DeployerBuilder {
+        DeployerBuilder { listen, ..self }
+    }
+
+    /// Bind and run the server; does not wait for SERVING.
+    pub async fn start(self) -> RunningDeployer {
+        let kubeconfig = self
+            .kubeconfig
+            .or(self.config.kubeconfig.clone())
+            .unwrap_or_else(|| TestCluster::shared().kubeconfig.clone());
         let config = with_test_security(k8s_deployer::Config {
-            listen: "127.0.0.1:0".parse().expect("an address"),
-            kubeconfig: Some(kubeconfig.to_path_buf()),
-            ..config
+            listen: self.listen,
+            kubeconfig: Some(kubeconfig),
+            ..self.config
         });
         let server = k8s_deployer::Server::bind(&config)
             .await
             .expect("bind the server");
-        let addr = server.local_addr();
+        let (addr, health_addr, http_addr) = (
+            server.local_addr(),
+            server.health_addr(),
+            server.http_addr(),
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
-        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-            .expect("a uri")
-            .connect()
-            .await
-            .expect("connect to the server");
+        let endpoint =
+            tonic::transport::Channel::from_shared(format!("http://{addr}")).expect("a uri");
+        let channel = if config.plaintext {
+            endpoint.connect().await.expect("connect to the server")
+        } else {
+            endpoint.connect_lazy()
+        };
         RunningDeployer {
             addr,
+            health_addr,
+            http_addr,
             channel,
             stop: Some(stop),
-            task: Some(task),
+            task: AbortOnDrop(task),
+        }
+    }
+
+    /// Start the server and wait until its health is SERVING.
+    pub async fn serving(self) -> RunningDeployer {
+        let server = self.start().await;
+        server.wait_serving().await;
+        server
+    }
+}
+
+impl RunningDeployer {
+    /// A server with `config` (see [`DeployerBuilder`] for what is set for tests).
+    pub fn with(config: k8s_deployer::Config) -> DeployerBuilder {
+        DeployerBuilder {
+            config,
+            kubeconfig: None,
+            listen: "127.0.0.1:0".parse().expect("an address"),
         }
     }
 
@@ -422,23 +477,20 @@ impl RunningDeployer {
             self.channel.clone(),
             Bearer::new(&TestAuth::shared().tester_token()),
         );
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let status = health
-                .check(tonic_health::pb::HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await
-                .map(|r| r.into_inner().status());
-            if matches!(status, Ok(ServingStatus::Serving)) {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the server is not SERVING after {WAIT:?}: {status:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually("the server to report SERVING")
+            .until(async || {
+                let status = health
+                    .check(tonic_health::pb::HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .map(|r| r.into_inner().status());
+                match status {
+                    Ok(ServingStatus::Serving) => Ok(()),
+                    other => Err(other),
+                }
+            })
+            .await;
     }
 
     /// A generated client of the deployer service, calling as [`TESTER`].
@@ -451,70 +503,86 @@ impl RunningDeployer {
         client_with_token(self.channel.clone(), token)
     }
 
-    /// Begin the server's graceful shutdown and wait for it to end.
-    pub async fn stop(mut self) -> Result<(), k8s_deployer::StartupError> {
+    /// Begin the server's graceful shutdown, without waiting for it.
+    pub fn begin_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let task = self.task.take().expect("the server task");
-        tokio::time::timeout(WAIT, task)
+    }
+
+    /// Begin the server's graceful shutdown (unless begun already), let go of this
+    /// channel, and wait for the shutdown to end.
+    pub async fn stop(mut self) -> Result<(), k8s_deployer::StartupError> {
+        self.begin_stop();
+        let RunningDeployer {
+            channel, mut task, ..
+        } = self;
+        drop(channel);
+        tokio::time::timeout(WAIT, &mut task.0)
             .await
             .expect("the server stops in time")
             .expect("the server task")
     }
 }
 
-impl Drop for RunningDeployer {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
+/// Wait for something to happen: `eventually("the pod to be READY").until(async || ...)`
+/// runs the check until it returns `Ok` (pausing [`Eventually::every`] between tries), for
+/// up to [`WAIT`] or [`Eventually::within`]; then it panics, naming what was awaited and the
+/// last `Err` the check returned. A check that hangs is cut off at the deadline too.
+pub fn eventually(what: &str) -> Eventually {
+    Eventually {
+        what: what.to_owned(),
+        within: WAIT,
+        every: Duration::from_millis(200),
     }
 }
 
-/// A server a test binds and runs itself, for configurations RunningDeployer does not cover
-/// (TLS, a health port, the HTTP API): its addresses, and a way to stop it.
-pub struct ServerTask {
-    /// The gRPC address.
-    pub addr: std::net::SocketAddr,
-    /// The plain-text health port, if configured.
-    pub health_addr: Option<std::net::SocketAddr>,
-    /// The HTTP API, if configured.
-    pub http_addr: Option<std::net::SocketAddr>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    running: tokio::task::JoinHandle<Result<(), k8s_deployer::StartupError>>,
+/// A wait being set up; see [`eventually`].
+pub struct Eventually {
+    what: String,
+    within: Duration,
+    every: Duration,
 }
 
-impl ServerTask {
-    /// Binds and runs a server with `config` as it is.
-    pub async fn start(config: &k8s_deployer::Config) -> ServerTask {
-        let server = k8s_deployer::Server::bind(config).await.expect("bind");
-        let (addr, health_addr, http_addr) = (
-            server.local_addr(),
-            server.health_addr(),
-            server.http_addr(),
-        );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let running = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
-        ServerTask {
-            addr,
-            health_addr,
-            http_addr,
-            stop,
-            running,
-        }
+impl Eventually {
+    /// Wait this long rather than [`WAIT`].
+    pub fn within(self, within: Duration) -> Eventually {
+        Eventually { within, ..self }
     }
 
-    /// Begins the graceful shutdown and waits for it to end cleanly.
-    pub async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(WAIT, self.running)
-            .await
-            .expect("the server stops")
-            .expect("the server task")
-            .expect("a clean stop");
+    /// Pause this long between tries (zero for a check that itself waits, such as reading
+    /// the next message of a stream).
+    pub fn every(self, every: Duration) -> Eventually {
+        Eventually { every, ..self }
+    }
+
+    /// Run `check` until it returns `Ok`, and return what it returned.
+    pub async fn until<T, E: std::fmt::Debug>(
+        self,
+        mut check: impl AsyncFnMut() -> Result<T, E>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + self.within;
+        let mut last = None;
+        while let Ok(result) = tokio::time::timeout_at(deadline, check()).await {
+            match result {
+                Ok(value) => return value,
+                Err(state) => last = Some(state),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(self.every).await;
+        }
+        match last {
+            Some(state) => panic!(
+                "waited {:?} for {}; the last try found: {state:#?}",
+                self.within, self.what
+            ),
+            None => panic!(
+                "waited {:?} for {}; the first try did not finish",
+                self.within, self.what
+            ),
+        }
     }
 }
 

@@ -28,7 +28,7 @@ use k8s_deployer::Config;
 use k8s_deployer::proto::deployer::v1 as pb;
 use pb::watch_status_response::Kind;
 use prost::Message as _;
-use support::{RunningDeployer, TestCluster, WAIT, create_namespace, unique};
+use support::{RunningDeployer, TestCluster, WAIT, create_namespace, eventually, unique};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Streaming};
 
@@ -102,22 +102,14 @@ impl Watch {
     /// Read until `pick` returns something, within [`WAIT`] in all (heartbeats alone would
     /// keep [`Watch::next`] waiting for ever). An `end` on the way is a failure.
     async fn read_until<T>(&mut self, what: &str, mut pick: impl FnMut(Kind) -> Option<T>) -> T {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{}: no {what} within {WAIT:?}",
-                self.label
-            );
-            match self.next().await {
-                Kind::End(end) => panic!("{}: the stream ended before {what}: {end:?}", self.label),
-                kind => {
-                    if let Some(picked) = pick(kind) {
-                        return picked;
-                    }
-                }
-            }
-        }
+        let label = self.label.clone();
+        eventually(&format!("{label}: {what}"))
+            .every(Duration::ZERO)
+            .until(async || match self.next().await {
+                Kind::End(end) => panic!("{label}: the stream ended before {what}: {end:?}"),
+                kind => pick(kind).ok_or("not yet"),
+            })
+            .await
     }
 
     /// The first message, which must be a snapshot.
@@ -187,18 +179,14 @@ async fn retry_unavailable<T, F>(what: &str, mut call: impl FnMut() -> F) -> T
 where
     F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        match call().await {
-            Ok(response) => return response.into_inner(),
-            Err(status)
-                if status.code() == Code::Unavailable && tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
+    eventually(&format!("{what} to be accepted"))
+        .every(Duration::from_millis(500))
+        .until(async || match call().await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) if status.code() == Code::Unavailable => Err(status),
             Err(status) => panic!("{what}: {status:?}"),
-        }
-    }
+        })
+        .await
 }
 
 /// DeletePod, retried while the service reports the API server UNAVAILABLE.
@@ -211,11 +199,13 @@ async fn delete_pod(client: &mut Client, namespace: &str, name: &str, grace: Opt
             nanos: 0,
         }),
     };
-    let what = format!("delete {namespace}/{name}");
-    retry_unavailable(&what, || {
-        let mut client = client.clone();
-        let request = request.clone();
-        async move { client.delete_pod(request).await }
+    eventually(&format!(
+        "the deletion of {namespace}/{name} to be accepted"
+    ))
+    .until(async || match client.delete_pod(request.clone()).await {
+        Ok(_) => Ok(()),
+        Err(status) if status.code() == Code::Unavailable => Err(status),
+        Err(status) => panic!("delete {namespace}/{name}: {status:?}"),
     })
     .await;
 }
@@ -277,29 +267,23 @@ async fn namespaced_pod_watches(admin: &kube::Client) -> u64 {
         ("verb", "WATCH"),
     ];
     let mut readings = Vec::new();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let text = apiserver_metrics(admin).await;
-        assert!(
-            text.contains("apiserver_longrunning_requests{"),
-            "the API server no longer reports apiserver_longrunning_requests"
-        );
-        let watches = metric_sum(&text, "apiserver_longrunning_requests", &labels);
-        // A gauge of open requests: a small whole number.
-        readings.push(watches.round() as u64);
-        if let [.., a, b, c] = readings[..]
-            && a == b
-            && b == c
-        {
-            return c;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the API server's count of namespaced pod watches did not settle within {WAIT:?}: \
-             {readings:?}"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    eventually("the API server's count of namespaced pod watches to settle")
+        .every(Duration::from_secs(1))
+        .until(async || {
+            let text = apiserver_metrics(admin).await;
+            assert!(
+                text.contains("apiserver_longrunning_requests{"),
+                "the API server no longer reports apiserver_longrunning_requests"
+            );
+            let watches = metric_sum(&text, "apiserver_longrunning_requests", &labels);
+            // A gauge of open requests: a small whole number.
+            readings.push(watches.round() as u64);
+            match readings[..] {
+                [.., a, b, c] if a == b && b == c => Ok(c),
+                _ => Err(readings.clone()),
+            }
+        })
+        .await
 }
 
 // --- Tests ----------------------------------------------------------------------------------
@@ -314,8 +298,7 @@ async fn two_hundred_subscribers_cost_one_upstream_watch() {
     let cluster = TestCluster::shared();
     let admin = cluster.client().await;
     let namespace = create_namespace(&admin, "fanout", &[]).await;
-    let deployer = RunningDeployer::start(cluster, Config::default()).await;
-    deployer.wait_serving().await;
+    let deployer = RunningDeployer::with(Config::default()).serving().await;
 
     // Nobody has subscribed to this namespace yet, so the service does not watch it.
     let before = namespaced_pod_watches(&admin).await;
@@ -406,8 +389,7 @@ async fn a_stalled_subscriber_never_delays_another() {
     let cluster = TestCluster::shared();
     let admin = cluster.client().await;
     let namespace = create_namespace(&admin, "stall", &[]).await;
-    let deployer = RunningDeployer::start(cluster, Config::default()).await;
-    deployer.wait_serving().await;
+    let deployer = RunningDeployer::with(Config::default()).serving().await;
     let mut client = deployer.client();
 
     // Stream A: a caller of its own that reads the snapshot and then nothing more.
@@ -450,43 +432,47 @@ async fn a_stalled_subscriber_never_delays_another() {
     };
     let mut seen_crash_looping = BTreeSet::new();
     let (mut changes, mut change_bytes, mut largest, mut resyncs_of_b) = (0, 0, 0, 0);
-    let deadline = tokio::time::Instant::now() + 2 * WAIT;
-    while seen_crash_looping != names
-        || changes <= QUEUED_MESSAGES
-        || change_bytes <= TRANSPORT_BYTES + QUEUED_MESSAGES * largest
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "within {:?}, B saw {changes} changes ({change_bytes} bytes) and these pods \
-             crash-loop: {seen_crash_looping:?}",
-            2 * WAIT
-        );
-        let bytes_before = reading.bytes;
-        let change = match reading.next().await {
-            Kind::Pod(pod) => {
-                if crash_looping(&pod) {
-                    seen_crash_looping.insert(pod.name);
-                }
-                true
+    eventually("B to see every pod crash-loop, and more changes than A can hold")
+        .within(2 * WAIT)
+        .every(Duration::ZERO)
+        .until(async || {
+            if seen_crash_looping == names
+                && changes > QUEUED_MESSAGES
+                && change_bytes > TRANSPORT_BYTES + QUEUED_MESSAGES * largest
+            {
+                return Ok(());
             }
-            Kind::Event(_) => true,
-            Kind::Resync(snapshot) => {
-                resyncs_of_b += 1;
-                for pod in snapshot.pods.into_iter().filter(crash_looping) {
-                    seen_crash_looping.insert(pod.name);
+            let bytes_before = reading.bytes;
+            let change = match reading.next().await {
+                Kind::Pod(pod) => {
+                    if crash_looping(&pod) {
+                        seen_crash_looping.insert(pod.name);
+                    }
+                    true
                 }
-                false
+                Kind::Event(_) => true,
+                Kind::Resync(snapshot) => {
+                    resyncs_of_b += 1;
+                    for pod in snapshot.pods.into_iter().filter(crash_looping) {
+                        seen_crash_looping.insert(pod.name);
+                    }
+                    false
+                }
+                Kind::Heartbeat(_) => false,
+                other => panic!("B: nothing was deleted and nothing ends the stream: {other:?}"),
+            };
+            if change {
+                let size = reading.bytes - bytes_before;
+                changes += 1;
+                change_bytes += size;
+                largest = largest.max(size);
             }
-            Kind::Heartbeat(_) => false,
-            other => panic!("B: nothing was deleted and nothing ends the stream: {other:?}"),
-        };
-        if change {
-            let size = reading.bytes - bytes_before;
-            changes += 1;
-            change_bytes += size;
-            largest = largest.max(size);
-        }
-    }
+            Err(format!(
+                "B saw {changes} changes ({change_bytes} bytes) and these pods crash-loop: \
+             {seen_crash_looping:?}"
+            ))
+        })
+        .await;
     println!(
         "B received {changes} changes ({change_bytes} bytes, largest {largest}) and \
          {resyncs_of_b} resyncs while A was stalled"
@@ -555,8 +541,10 @@ async fn streams_survive_an_apiserver_restart() {
         heartbeat_secs: 1,
         ..Config::default()
     };
-    let deployer = RunningDeployer::start(&cluster.0, config).await;
-    deployer.wait_serving().await;
+    let deployer = RunningDeployer::with(config)
+        .kubeconfig(&cluster.0.kubeconfig)
+        .serving()
+        .await;
     let mut client = deployer.client();
     let web = deploy(
         &mut client,
@@ -716,8 +704,10 @@ async fn streams_recover_promptly(label: &str, down_seconds: u32, compact: bool)
         heartbeat_secs: 1,
         ..Config::default()
     };
-    let deployer = RunningDeployer::start(&cluster.0, config).await;
-    deployer.wait_serving().await;
+    let deployer = RunningDeployer::with(config)
+        .kubeconfig(&cluster.0.kubeconfig)
+        .serving()
+        .await;
     let mut client = deployer.client();
     for name in ["vanish", "doomed"] {
         deploy(

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::domain::spec::WaitFor;
+
 /// A point in time (UTC), as Kubernetes reports it.
 pub type Time = jiff::Timestamp;
 
@@ -190,6 +192,22 @@ impl Health {
     }
 }
 
+impl WaitFor {
+    /// Whether a pod meets this condition, judged from its Kubernetes `phase`, whether it is
+    /// `scheduled` to a node, and its `health`. The one rule behind Deploy's `wait_for` and
+    /// deployctl's `--wait`: the waiter checks it first, and only then treats a terminal health
+    /// as a failure (a pod that ran to completion has met RUNNING on its way).
+    #[must_use]
+    pub fn is_met(self, phase: &str, scheduled: bool, health: Health) -> bool {
+        match self {
+            Self::None => true,
+            Self::Scheduled => scheduled,
+            Self::Running => phase == "Running" && health != Health::Failed,
+            Self::Ready => health == Health::Ready,
+        }
+    }
+}
+
 /// Machine-readable reason behind a health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {
@@ -241,3 +259,49 @@ pub fn assess(pod: &PodState) -> Assessment {
 }
 
 mod classify;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_conditions_are_met_by_these_pods() {
+        use Health::{Degraded, Failed, Pending, Progressing, Ready, Succeeded};
+        // (condition, phase, scheduled, health, met)
+        let table = [
+            (WaitFor::None, "", false, Pending, true),
+            (WaitFor::Scheduled, "Pending", false, Pending, false),
+            (WaitFor::Scheduled, "Pending", true, Progressing, true),
+            (WaitFor::Scheduled, "Failed", true, Failed, true),
+            (WaitFor::Running, "Pending", true, Progressing, false),
+            (WaitFor::Running, "Running", true, Degraded, true),
+            (WaitFor::Running, "Running", true, Failed, false),
+            (WaitFor::Running, "Succeeded", true, Succeeded, false),
+            (WaitFor::Ready, "Running", true, Degraded, false),
+            (WaitFor::Ready, "Running", true, Ready, true),
+        ];
+        for (wanted, phase, scheduled, health, met) in table {
+            assert_eq!(
+                wanted.is_met(phase, scheduled, health),
+                met,
+                "{wanted:?} for a {phase:?} pod, scheduled {scheduled}, {health:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn terminal_healths_are_the_ones_a_pod_does_not_leave() {
+        use Health::{Degraded, Deleted, Failed, Pending, Progressing, Ready, Succeeded};
+        for (health, terminal) in [
+            (Pending, false),
+            (Progressing, false),
+            (Ready, false),
+            (Degraded, false),
+            (Failed, true),
+            (Succeeded, true),
+            (Deleted, true),
+        ] {
+            assert_eq!(health.is_terminal(), terminal, "{health:?}");
+        }
+    }
+}

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use crate::domain::spec::{DeploySpec, PodSecurityProfile, resolve_profile};
 use crate::domain::validate::validate_deploy;
-use crate::domain::{Caller, DeployInput, Health, ImageReference, PodState, WaitFor};
+use crate::domain::{Caller, DeployInput, ImageReference, PodState, WaitFor};
 use crate::grpc::DeployerService;
 use crate::grpc::convert::{health_name, reason_name};
 use crate::grpc::deadline::{DEADLINE_MARGIN, RETRY_CREATE, bounded, call_limit};
@@ -223,18 +223,6 @@ struct Placed {
     subscription: Option<Subscription>,
 }
 
-/// Whether the pod is where the caller asked it to be.
-fn met(wanted: WaitFor, view: &PodView) -> bool {
-    match wanted {
-        WaitFor::None => true,
-        WaitFor::Scheduled => view.state.node.is_some(),
-        WaitFor::Running => {
-            view.state.phase == "Running" && view.assessment.health != Health::Failed
-        }
-        WaitFor::Ready => view.assessment.health == Health::Ready,
-    }
-}
-
 fn wanted_name(wanted: WaitFor) -> &'static str {
     match wanted {
         WaitFor::None => "NONE",
@@ -293,7 +281,11 @@ async fn wait_for(
             Ok(Some(Update::Deleted(view))) => return Err(failed(&view)),
             Ok(Some(Update::Event(_))) => continue,
         };
-        if met(wanted, &view) {
+        if wanted.is_met(
+            &view.state.phase,
+            view.state.node.is_some(),
+            view.assessment.health,
+        ) {
             return Ok((*view).clone());
         }
         if view.assessment.health.is_terminal() {

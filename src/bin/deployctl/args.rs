@@ -11,6 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use k8s_deployer::domain::WaitFor;
 use k8s_deployer::proto::deployer::v1 as pb;
 
 use crate::exit;
@@ -334,6 +335,17 @@ impl Wait {
             Wait::Scheduled => "SCHEDULED",
             Wait::Running => "RUNNING",
             Wait::Ready => "READY",
+        }
+    }
+}
+
+impl From<Wait> for WaitFor {
+    fn from(wait: Wait) -> WaitFor {
+        match wait {
+            Wait::None => WaitFor::None,
+            Wait::Scheduled => WaitFor::Scheduled,
+            Wait::Running => WaitFor::Running,
+            Wait::Ready => WaitFor::Ready,
         }
     }
 }

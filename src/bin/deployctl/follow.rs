@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use k8s_deployer::domain::{Health, WaitFor};
 use k8s_deployer::proto::deployer::v1 as pb;
 use pb::watch_status_response::Kind;
 use tokio::time::Instant;
@@ -236,18 +237,13 @@ impl<'a> Follower<'a> {
         let health = pod.health();
         match &self.goal {
             Goal::Deployed { wanted, .. } => {
-                let met = match wanted {
-                    Wait::None => true,
-                    Wait::Scheduled => !pod.node.is_empty(),
-                    Wait::Running => pod.phase == "Running" && health != pb::Health::Failed,
-                    Wait::Ready => health == pb::Health::Ready,
-                };
-                if met {
+                let domain_health = domain_health(health);
+                if WaitFor::from(*wanted).is_met(&pod.phase, !pod.node.is_empty(), domain_health) {
                     Some(Ok(Success {
                         summary: Some(reached(pod, wanted.name(), out)),
                         pod: Some(pod.clone()),
                     }))
-                } else if terminal(health) {
+                } else if domain_health.is_terminal() {
                     Some(Err(self.failed(pod, "")))
                 } else {
                     None
@@ -431,12 +427,19 @@ impl<'a> Follower<'a> {
     }
 }
 
-/// FAILED, SUCCEEDED or DELETED: the pod will not move on by itself.
-fn terminal(health: pb::Health) -> bool {
-    matches!(
-        health,
-        pb::Health::Failed | pb::Health::Succeeded | pb::Health::Deleted
-    )
+/// The server's health of a pod, as the library's rules take it. A health this client does
+/// not know (a newer server's, or none) is taken as PENDING: neither met nor terminal, so
+/// the wait goes on until the pod reports one it knows, or the time runs out.
+fn domain_health(health: pb::Health) -> Health {
+    match health {
+        pb::Health::Unspecified | pb::Health::Pending => Health::Pending,
+        pb::Health::Progressing => Health::Progressing,
+        pb::Health::Ready => Health::Ready,
+        pb::Health::Degraded => Health::Degraded,
+        pb::Health::Failed => Health::Failed,
+        pb::Health::Succeeded => Health::Succeeded,
+        pb::Health::Deleted => Health::Deleted,
+    }
 }
 
 /// `PENDING (UNSCHEDULABLE: 0/2 nodes are available ...)`.

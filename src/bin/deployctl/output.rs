@@ -54,48 +54,101 @@ impl Mode {
     }
 }
 
-/// The renderer of one command's output.
+/// One command's output: the bookkeeping every mode shares, and the renderer of the mode
+/// chosen at the start.
 pub(crate) struct Output {
-    mode: Mode,
+    progress: Progress,
+    renderer: Box<dyn Renderer>,
+}
+
+/// What the command has seen so far, for the renderers to read.
+struct Progress {
     started: Instant,
-    bar: Option<ProgressBar>,
     /// What the status line waits for before any pod is known.
     target: String,
     /// The latest status of each watched pod, by name.
     pods: BTreeMap<String, pb::PodStatus>,
-    /// The last line shown per pod (plain) or its last (health, reason) (live), so that a
-    /// change that shows nothing new prints nothing.
-    shown: HashMap<String, String>,
-    /// The latest Event, for the status line.
-    latest_event: Option<String>,
     /// This command created the pod it follows (so "not found yet" is old news).
     deployed: bool,
+}
+
+/// Deploy's answer, as the renderers show it.
+struct Deployed<'a> {
+    pod: &'a pb::PodStatus,
+    created: bool,
+    dry_run: bool,
+    /// "created", "found (same request_id)" or "dry run: would create".
+    what: &'static str,
+    /// baseline or restricted.
+    profile: String,
+}
+
+/// How one mode shows what happens. [`Output`] keeps the pods and calls these in order.
+trait Renderer {
+    /// Deploy answered.
+    fn deployed(&mut self, progress: &Progress, deployed: &Deployed<'_>);
+    /// A snapshot or resync (`kind`) arrived; its pods are shown one by one after this.
+    fn snapshot(
+        &mut self,
+        _progress: &Progress,
+        _sequence: u64,
+        _snapshot: &pb::Snapshot,
+        _kind: &'static str,
+    ) {
+    }
+    /// A pod (`kind` pod or deleted) arrived on the stream, before it is shown.
+    fn streamed(&mut self, _sequence: u64, _pod: &pb::PodStatus, _kind: &'static str) {}
+    /// A pod's status, now among the progress's pods.
+    fn show(&mut self, _progress: &Progress, _pod: &pb::PodStatus, _kind: &str) {}
+    /// A pod is no longer followed.
+    fn forget(&mut self, _name: &str) {}
+    /// A Kubernetes Event about a watched pod.
+    fn event(&mut self, progress: &Progress, sequence: u64, event: &pb::PodEvent);
+    /// Something changed: redraw what shows the current state.
+    fn refresh(&mut self, _progress: &Progress) {}
+    /// Something the user should know that is not the pod's status.
+    fn note(&self, text: &str) {
+        eprintln!("deployctl: {text}");
+    }
+    /// One pod in full (`status`).
+    fn status(&mut self, pod: &pb::PodStatus);
+    /// The pods of a namespace (`list`).
+    fn list(&mut self, namespace: &str, pods: &[pb::PodStatus]);
+    /// Deletion began (`delete`).
+    fn deleting(&mut self, progress: &Progress, pod: &pb::PodStatus);
+    /// The end: the summary or the error.
+    fn finish(&mut self, progress: &Progress, result: &Result<Success, Failure>, exit: u8);
 }
 
 impl Output {
     /// A renderer in `mode`, its clock started now.
     pub(crate) fn new(mode: Mode) -> Output {
+        let renderer: Box<dyn Renderer> = match mode {
+            Mode::Live => Box::new(Live::default()),
+            Mode::Plain => Box::new(Plain::default()),
+            Mode::Json => Box::new(Json),
+        };
         Output {
-            mode,
-            started: Instant::now(),
-            bar: None,
-            target: String::new(),
-            pods: BTreeMap::new(),
-            shown: HashMap::new(),
-            latest_event: None,
-            deployed: false,
+            progress: Progress {
+                started: Instant::now(),
+                target: String::new(),
+                pods: BTreeMap::new(),
+                deployed: false,
+            },
+            renderer,
         }
     }
 
     /// Time since the command started.
     pub(crate) fn elapsed(&self) -> Duration {
-        self.started.elapsed()
+        self.progress.started.elapsed()
     }
 
     /// Deploy answered.
     pub(crate) fn deployed(&mut self, response: &pb::DeployResponse, dry_run: bool) {
         let Some(pod) = &response.pod else { return };
-        self.deployed = true;
+        self.progress.deployed = true;
+        self.progress.target = pod.name.clone();
         let profile = enum_name(
             pb::PodSecurity::try_from(response.pod_security)
                 .map_or("POD_SECURITY_UNSPECIFIED", |p| p.as_str_name()),
@@ -109,432 +162,116 @@ impl Output {
         } else {
             "found (same request_id)"
         };
-        match self.mode {
-            Mode::Json => self.record(
-                "deployed",
-                None,
-                DeployedBody {
-                    created: response.created,
-                    dry_run,
-                    pod_security: profile,
-                    pod: PodJson::from(pod),
-                },
-            ),
-            Mode::Plain => self.line(&format!(
-                "{what:<8} {}/{}  {}  pod security {profile}",
-                pod.namespace, pod.name, pod.image
-            )),
-            Mode::Live => {
-                self.target = pod.name.clone();
-                self.history(&format!(
-                    "{} {what} pod {}/{} ({}, pod security {profile})",
-                    style("✓").green(),
-                    pod.namespace,
-                    style(&pod.name).bold(),
-                    pod.image
-                ));
-            }
-        }
+        let deployed = Deployed {
+            pod,
+            created: response.created,
+            dry_run,
+            what,
+            profile,
+        };
+        self.renderer.deployed(&self.progress, &deployed);
     }
 
     /// A stream is about to be followed; `target` says what for the status line.
     pub(crate) fn following(&mut self, target: &str) {
-        self.target = target.to_owned();
-        if self.mode == Mode::Live {
-            self.refresh();
-        }
+        self.progress.target = target.to_owned();
+        self.renderer.refresh(&self.progress);
     }
 
     /// A snapshot (first message) or resync (full state after a gap).
     pub(crate) fn snapshot(&mut self, sequence: u64, snapshot: &pb::Snapshot, resync: bool) {
         let kind = if resync { "resync" } else { "snapshot" };
-        if self.mode == Mode::Json {
-            self.record(
-                kind,
-                Some(sequence),
-                SnapshotBody {
-                    not_found: snapshot.not_found,
-                    pods: snapshot.pods.iter().map(PodJson::from).collect(),
-                },
-            );
-        }
+        self.renderer
+            .snapshot(&self.progress, sequence, snapshot, kind);
         let gone: Vec<String> = self
+            .progress
             .pods
             .keys()
             .filter(|name| !snapshot.pods.iter().any(|p| &p.name == *name))
             .cloned()
             .collect();
         for name in gone {
-            self.pods.remove(&name);
-            self.shown.remove(&name);
-        }
-        if snapshot.not_found && self.mode == Mode::Plain && !self.deployed {
-            self.line(&format!(
-                "{kind:<8} {} does not exist yet; waiting for it",
-                self.target
-            ));
+            self.progress.pods.remove(&name);
+            self.renderer.forget(&name);
         }
         for pod in &snapshot.pods {
-            self.show_pod(pod, "pod");
+            self.show(pod, "pod");
         }
-        self.refresh();
+        self.renderer.refresh(&self.progress);
     }
 
     /// A pod was created or changed.
     pub(crate) fn pod(&mut self, sequence: u64, pod: &pb::PodStatus) {
-        if self.mode == Mode::Json {
-            self.record("pod", Some(sequence), PodBody::from(pod));
-        }
-        self.show_pod(pod, "pod");
-        self.refresh();
+        self.renderer.streamed(sequence, pod, "pod");
+        self.show(pod, "pod");
+        self.renderer.refresh(&self.progress);
     }
 
     /// A pod is gone.
     pub(crate) fn deleted(&mut self, sequence: u64, pod: &pb::PodStatus) {
-        if self.mode == Mode::Json {
-            self.record("deleted", Some(sequence), PodBody::from(pod));
-        }
-        self.show_pod(pod, "deleted");
-        self.pods.remove(&pod.name);
-        self.refresh();
+        self.renderer.streamed(sequence, pod, "deleted");
+        self.show(pod, "deleted");
+        self.progress.pods.remove(&pod.name);
+        self.renderer.refresh(&self.progress);
     }
 
     /// A Kubernetes Event about a watched pod.
     pub(crate) fn event(&mut self, sequence: u64, event: &pb::PodEvent) {
-        let count = if event.count > 1 {
-            format!(" (x{})", event.count)
-        } else {
-            String::new()
-        };
-        match self.mode {
-            Mode::Json => self.record(
-                "event",
-                Some(sequence),
-                EventBody {
-                    event: EventJson::from(event),
-                },
-            ),
-            Mode::Plain => self.line(&format!(
-                "{:<8} {}  {:<7} {}: {}{count}",
-                "event", event.pod, event.r#type, event.reason, event.message
-            )),
-            Mode::Live => {
-                if event.r#type == "Warning" {
-                    self.history(&format!(
-                        "  {} {}  {}: {}{count}",
-                        style("⚠").yellow(),
-                        event.pod,
-                        style(&event.reason).yellow(),
-                        event.message
-                    ));
-                }
-                self.latest_event = Some(format!("{}: {}", event.reason, event.message));
-                self.refresh();
-            }
-        }
+        self.renderer.event(&self.progress, sequence, event);
+        self.renderer.refresh(&self.progress);
     }
 
     /// Something the user should know that is not the pod's status (a reconnection).
     pub(crate) fn note(&mut self, text: &str) {
-        match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("deployctl: {text}")),
-            None => eprintln!("deployctl: {text}"),
-        }
+        self.renderer.note(text);
     }
 
     /// One pod in full (`status`).
     pub(crate) fn status(&mut self, pod: &pb::PodStatus) {
-        if self.mode == Mode::Json {
-            self.record("pod", None, PodBody::from(pod));
-            return;
-        }
-        let live = self.mode == Mode::Live;
-        let dash = |text: &str| {
-            if text.is_empty() {
-                "-".to_owned()
-            } else {
-                text.to_owned()
-            }
-        };
-        let mut rows: Vec<(&str, String)> = vec![
-            ("pod", format!("{}/{}", pod.namespace, pod.name)),
-            ("health", health_text(pod.health(), live)),
-            ("reason", dash(reason_name(pod.reason()).unwrap_or(""))),
-            ("message", dash(&pod.message)),
-            ("phase", dash(&pod.phase)),
-            ("image", dash(&pod.image)),
-            ("node", dash(&pod.node)),
-            ("pod IP", dash(&pod.pod_ip)),
-            (
-                "created",
-                timestamp(pod.created.as_ref()).map_or_else(|| "-".to_owned(), |t| t.to_string()),
-            ),
-            ("request ID", dash(&pod.request_id)),
-            (
-                "conditions",
-                dash(
-                    &pod.conditions
-                        .iter()
-                        .map(|c| format!("{}={}", c.r#type, c.status))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                ),
-            ),
-        ];
-        for container in &pod.containers {
-            rows.push(("container", container_text(container)));
-        }
-        if pod.deleting {
-            rows.push(("deleting", "yes".to_owned()));
-        }
-        let mut out = String::new();
-        for (key, value) in rows {
-            out.push_str(&format!("{key:<11} {value}\n"));
-        }
-        emit(format_args!("{out}"));
+        self.renderer.status(pod);
     }
 
     /// The pods of a namespace (`list`).
     pub(crate) fn list(&mut self, namespace: &str, pods: &[pb::PodStatus]) {
-        if self.mode == Mode::Json {
-            for pod in pods {
-                self.record("pod", None, PodBody::from(pod));
-            }
-            return;
-        }
-        if pods.is_empty() {
-            // As kubectl does: stdout stays empty for scripts.
-            eprintln!("No managed pods in namespace {namespace}.");
-            return;
-        }
-        let live = self.mode == Mode::Live;
-        let width = pods.iter().map(|p| p.name.len()).max().unwrap_or(4).max(4);
-        let mut out = format!(
-            "{:<width$}  {:<12} {:<19} {:<9} {:<5} {:<8} {:<6} IMAGE\n",
-            "NAME", "HEALTH", "REASON", "PHASE", "READY", "RESTARTS", "AGE"
-        );
-        let now = jiff::Timestamp::now();
-        for pod in pods {
-            let ready = pod.containers.iter().filter(|c| c.ready).count();
-            let restarts: i32 = pod.containers.iter().map(|c| c.restart_count).sum();
-            let age = timestamp(pod.created.as_ref()).map_or_else(
-                || "-".to_owned(),
-                |created| {
-                    let seconds = now.as_second().saturating_sub(created.as_second());
-                    short_duration(Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
-                },
-            );
-            let health = format!("{:<12}", enum_name(pod.health().as_str_name(), "HEALTH_"));
-            out.push_str(&format!(
-                "{:<width$}  {} {:<19} {:<9} {:<5} {:<8} {:<6} {}\n",
-                pod.name,
-                if live {
-                    health_style(pod.health()).apply_to(health).to_string()
-                } else {
-                    health
-                },
-                reason_name(pod.reason()).unwrap_or("-"),
-                if pod.phase.is_empty() {
-                    "-"
-                } else {
-                    &pod.phase
-                },
-                format!("{ready}/{}", pod.containers.len()),
-                restarts,
-                age,
-                pod.image
-            ));
-        }
-        emit(format_args!("{out}"));
+        self.renderer.list(namespace, pods);
     }
 
     /// Deletion began (`delete`).
     pub(crate) fn deleting(&mut self, pod: &pb::PodStatus) {
-        match self.mode {
-            Mode::Json => self.record("deleting", None, PodBody::from(pod)),
-            Mode::Plain => self.line(&format!("deleting {}/{}", pod.namespace, pod.name)),
-            Mode::Live => {
-                self.target = pod.name.clone();
-                self.history(&format!(
-                    "{} deleting pod {}/{}",
-                    style("●").cyan(),
-                    pod.namespace,
-                    style(&pod.name).bold()
-                ));
-            }
-        }
+        self.progress.target = pod.name.clone();
+        self.renderer.deleting(&self.progress, pod);
     }
 
     /// The end: the summary or the error, and in JSON the `result` record. Returns the exit
     /// code.
     pub(crate) fn finish(&mut self, result: &Result<Success, Failure>) -> u8 {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
         let exit = match result {
             Ok(_) => exit::SUCCESS,
             Err(failure) => failure.exit,
         };
-        if self.mode == Mode::Json {
-            let (message, code, violations, pod) = match result {
-                Ok(success) => (
-                    success.summary.clone().unwrap_or_default(),
-                    None,
-                    Vec::new(),
-                    success.pod.as_ref(),
-                ),
-                Err(failure) => (
-                    failure.message.clone(),
-                    failure.code.map(code_name),
-                    failure.violations.clone(),
-                    failure.pod.as_deref(),
-                ),
-            };
-            self.json(&ResultJson {
-                r#type: "result",
-                time: now(),
-                ok: result.is_ok(),
-                exit_code: exit,
-                outcome: exit::outcome(exit),
-                code,
-                message,
-                violations,
-                pod: pod.map(PodJson::from),
-                elapsed_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            });
-        }
-        match result {
-            Ok(success) => {
-                if let Some(summary) = &success.summary {
-                    match self.mode {
-                        Mode::Json => {}
-                        Mode::Plain => emit(format_args!("✓ {summary}\n")),
-                        Mode::Live => {
-                            emit(format_args!("{} {summary}\n", style("✓").green().bold()));
-                        }
-                    }
-                }
-            }
-            Err(failure) => {
-                let mut text = if self.mode == Mode::Live {
-                    format!(
-                        "{} {failure}",
-                        Style::new().for_stderr().red().bold().apply_to("✗")
-                    )
-                } else {
-                    format!("deployctl: {failure}")
-                };
-                if failure.violations.len() > 1 {
-                    for violation in &failure.violations {
-                        text.push_str(&format!("\n  - {violation}"));
-                    }
-                }
-                eprintln!("{text}");
-            }
-        }
+        self.renderer.finish(&self.progress, result, exit);
         exit
     }
 
-    /// Show a pod's status: a line in plain mode, a history line in live mode when its health
-    /// or reason changed.
-    fn show_pod(&mut self, pod: &pb::PodStatus, kind: &str) {
-        self.pods.insert(pod.name.clone(), pod.clone());
-        match self.mode {
-            Mode::Json => {}
-            Mode::Plain => {
-                let line = format!(
-                    "{kind:<8} {}  {:<9} {:<11} {:<18} {}{}",
-                    pod.name,
-                    if pod.phase.is_empty() {
-                        "-"
-                    } else {
-                        &pod.phase
-                    },
-                    enum_name(pod.health().as_str_name(), "HEALTH_"),
-                    reason_name(pod.reason()).unwrap_or("-"),
-                    containers_text(pod),
-                    if pod.message.is_empty() {
-                        String::new()
-                    } else {
-                        format!("  {}", pod.message)
-                    }
-                );
-                if self.shown.get(&pod.name) != Some(&line) {
-                    self.shown.insert(pod.name.clone(), line.clone());
-                    self.line(&line);
-                }
-            }
-            Mode::Live => {
-                let key = format!("{:?} {:?}", pod.health(), pod.reason());
-                if self.shown.get(&pod.name) != Some(&key) {
-                    self.shown.insert(pod.name.clone(), key);
-                    let mut text = format!(
-                        "  {} {}",
-                        health_style(pod.health()).apply_to("→"),
-                        health_text(pod.health(), true)
-                    );
-                    if let Some(reason) = reason_name(pod.reason()) {
-                        text.push_str(&format!(" {}", style(reason).bold()));
-                    }
-                    if !pod.node.is_empty() && pod.health() == pb::Health::Ready {
-                        text.push_str(&format!("  on {}, IP {}", pod.node, pod.pod_ip));
-                    } else if !pod.message.is_empty() {
-                        text.push_str(&format!("  {}", style(&pod.message).dim()));
-                    }
-                    if self.pods.len() > 1 || self.target != pod.name {
-                        text = format!("  {}{}", pod.name, text);
-                    }
-                    self.history(&text);
-                }
-            }
-        }
+    /// Record a pod's status and show it.
+    fn show(&mut self, pod: &pb::PodStatus, kind: &str) {
+        self.progress.pods.insert(pod.name.clone(), pod.clone());
+        self.renderer.show(&self.progress, pod, kind);
     }
+}
 
-    /// Redraw the live status line.
-    fn refresh(&mut self) {
-        if self.mode != Mode::Live {
-            return;
-        }
-        let mut parts: Vec<String> = Vec::new();
-        match self.pods.len() {
-            0 => parts.push(format!("waiting for {}", self.target)),
-            1 => {
-                if let Some(pod) = self.pods.values().next() {
-                    parts.push(style(&pod.name).bold().to_string());
-                    if !pod.phase.is_empty() {
-                        parts.push(pod.phase.clone());
-                    }
-                    parts.push(health_text(pod.health(), true));
-                    if let Some(reason) = reason_name(pod.reason()) {
-                        parts.push(reason.to_owned());
-                    }
-                    let containers = containers_text(pod);
-                    if containers != "-" {
-                        parts.push(containers);
-                    }
-                }
-            }
-            n => {
-                let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-                for pod in self.pods.values() {
-                    *counts
-                        .entry(enum_name(pod.health().as_str_name(), "HEALTH_"))
-                        .or_default() += 1;
-                }
-                let counts: Vec<String> = counts
-                    .into_iter()
-                    .map(|(health, count)| format!("{count} {health}"))
-                    .collect();
-                parts.push(format!("{n} pods: {}", counts.join(", ")));
-            }
-        }
-        if let Some(event) = &self.latest_event {
-            parts.push(style(event).dim().to_string());
-        }
-        let message = parts.join(" · ");
-        self.bar().set_message(message);
-    }
+/// A live status line on a terminal, with history lines above it and colours.
+#[derive(Default)]
+struct Live {
+    bar: Option<ProgressBar>,
+    /// The last (health, reason) shown per pod, so that a change that shows nothing new
+    /// prints nothing.
+    shown: HashMap<String, String>,
+    /// The latest Event, for the status line.
+    latest_event: Option<String>,
+}
 
+impl Live {
     fn bar(&mut self) -> &ProgressBar {
         self.bar.get_or_insert_with(|| {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stdout());
@@ -554,29 +291,493 @@ impl Output {
             None => emit(format_args!("{text}\n")),
         }
     }
+}
 
-    /// A plain line, with the seconds since the start.
-    fn line(&self, text: &str) {
-        emit(format_args!(
-            "{:>6.1}s  {text}\n",
-            self.started.elapsed().as_secs_f64()
+impl Renderer for Live {
+    fn deployed(&mut self, _progress: &Progress, deployed: &Deployed<'_>) {
+        let pod = deployed.pod;
+        self.history(&format!(
+            "{} {} pod {}/{} ({}, pod security {})",
+            style("✓").green(),
+            deployed.what,
+            pod.namespace,
+            style(&pod.name).bold(),
+            pod.image,
+            deployed.profile
         ));
     }
 
-    fn record(&self, kind: &'static str, seq: Option<u64>, body: impl Serialize) {
-        self.json(&Record {
-            r#type: kind,
-            seq,
-            time: now(),
-            body,
-        });
+    /// A history line when the pod's health or reason changed.
+    fn show(&mut self, progress: &Progress, pod: &pb::PodStatus, _kind: &str) {
+        let key = format!("{:?} {:?}", pod.health(), pod.reason());
+        if self.shown.get(&pod.name) == Some(&key) {
+            return;
+        }
+        self.shown.insert(pod.name.clone(), key);
+        let mut text = format!(
+            "  {} {}",
+            health_style(pod.health()).apply_to("→"),
+            health_text(pod.health(), true)
+        );
+        if let Some(reason) = reason_name(pod.reason()) {
+            text.push_str(&format!(" {}", style(reason).bold()));
+        }
+        if !pod.node.is_empty() && pod.health() == pb::Health::Ready {
+            text.push_str(&format!("  on {}, IP {}", pod.node, pod.pod_ip));
+        } else if !pod.message.is_empty() {
+            text.push_str(&format!("  {}", style(&pod.message).dim()));
+        }
+        if progress.pods.len() > 1 || progress.target != pod.name {
+            text = format!("  {}{}", pod.name, text);
+        }
+        self.history(&text);
     }
 
-    fn json(&self, value: &impl Serialize) {
-        match serde_json::to_string(value) {
-            Ok(line) => emit(format_args!("{line}\n")),
-            Err(error) => eprintln!("deployctl: cannot encode JSON output: {error}"),
+    fn forget(&mut self, name: &str) {
+        self.shown.remove(name);
+    }
+
+    fn event(&mut self, _progress: &Progress, _sequence: u64, event: &pb::PodEvent) {
+        if event.r#type == "Warning" {
+            self.history(&format!(
+                "  {} {}  {}: {}{}",
+                style("⚠").yellow(),
+                event.pod,
+                style(&event.reason).yellow(),
+                event.message,
+                count_text(event)
+            ));
         }
+        self.latest_event = Some(format!("{}: {}", event.reason, event.message));
+    }
+
+    /// Redraw the live status line.
+    fn refresh(&mut self, progress: &Progress) {
+        let mut parts: Vec<String> = Vec::new();
+        match progress.pods.len() {
+            0 => parts.push(format!("waiting for {}", progress.target)),
+            1 => {
+                if let Some(pod) = progress.pods.values().next() {
+                    parts.push(style(&pod.name).bold().to_string());
+                    if !pod.phase.is_empty() {
+                        parts.push(pod.phase.clone());
+                    }
+                    parts.push(health_text(pod.health(), true));
+                    if let Some(reason) = reason_name(pod.reason()) {
+                        parts.push(reason.to_owned());
+                    }
+                    let containers = containers_text(pod);
+                    if containers != "-" {
+                        parts.push(containers);
+                    }
+                }
+            }
+            n => {
+                let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+                for pod in progress.pods.values() {
+                    *counts
+                        .entry(enum_name(pod.health().as_str_name(), "HEALTH_"))
+                        .or_default() += 1;
+                }
+                let counts: Vec<String> = counts
+                    .into_iter()
+                    .map(|(health, count)| format!("{count} {health}"))
+                    .collect();
+                parts.push(format!("{n} pods: {}", counts.join(", ")));
+            }
+        }
+        if let Some(event) = &self.latest_event {
+            parts.push(style(event).dim().to_string());
+        }
+        let message = parts.join(" · ");
+        self.bar().set_message(message);
+    }
+
+    fn note(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("deployctl: {text}")),
+            None => eprintln!("deployctl: {text}"),
+        }
+    }
+
+    fn status(&mut self, pod: &pb::PodStatus) {
+        emit(format_args!("{}", status_table(pod, true)));
+    }
+
+    fn list(&mut self, namespace: &str, pods: &[pb::PodStatus]) {
+        list_table(namespace, pods, true);
+    }
+
+    fn deleting(&mut self, _progress: &Progress, pod: &pb::PodStatus) {
+        self.history(&format!(
+            "{} deleting pod {}/{}",
+            style("●").cyan(),
+            pod.namespace,
+            style(&pod.name).bold()
+        ));
+    }
+
+    fn finish(&mut self, _progress: &Progress, result: &Result<Success, Failure>, _exit: u8) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        match result {
+            Ok(success) => {
+                if let Some(summary) = &success.summary {
+                    emit(format_args!("{} {summary}\n", style("✓").green().bold()));
+                }
+            }
+            Err(failure) => report(
+                &format!(
+                    "{} {failure}",
+                    Style::new().for_stderr().red().bold().apply_to("✗")
+                ),
+                failure,
+            ),
+        }
+    }
+}
+
+/// One line per change, each prefixed with the seconds since the start.
+#[derive(Default)]
+struct Plain {
+    /// The last line shown per pod, so that a change that shows nothing new prints nothing.
+    shown: HashMap<String, String>,
+}
+
+impl Renderer for Plain {
+    fn deployed(&mut self, progress: &Progress, deployed: &Deployed<'_>) {
+        let pod = deployed.pod;
+        line(
+            progress,
+            &format!(
+                "{:<8} {}/{}  {}  pod security {}",
+                deployed.what, pod.namespace, pod.name, pod.image, deployed.profile
+            ),
+        );
+    }
+
+    fn snapshot(
+        &mut self,
+        progress: &Progress,
+        _: u64,
+        snapshot: &pb::Snapshot,
+        kind: &'static str,
+    ) {
+        if snapshot.not_found && !progress.deployed {
+            line(
+                progress,
+                &format!(
+                    "{kind:<8} {} does not exist yet; waiting for it",
+                    progress.target
+                ),
+            );
+        }
+    }
+
+    /// A line, unless it would repeat the pod's last one.
+    fn show(&mut self, progress: &Progress, pod: &pb::PodStatus, kind: &str) {
+        let text = format!(
+            "{kind:<8} {}  {:<9} {:<11} {:<18} {}{}",
+            pod.name,
+            if pod.phase.is_empty() {
+                "-"
+            } else {
+                &pod.phase
+            },
+            enum_name(pod.health().as_str_name(), "HEALTH_"),
+            reason_name(pod.reason()).unwrap_or("-"),
+            containers_text(pod),
+            if pod.message.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", pod.message)
+            }
+        );
+        if self.shown.get(&pod.name) != Some(&text) {
+            self.shown.insert(pod.name.clone(), text.clone());
+            line(progress, &text);
+        }
+    }
+
+    fn forget(&mut self, name: &str) {
+        self.shown.remove(name);
+    }
+
+    fn event(&mut self, progress: &Progress, _sequence: u64, event: &pb::PodEvent) {
+        line(
+            progress,
+            &format!(
+                "{:<8} {}  {:<7} {}: {}{}",
+                "event",
+                event.pod,
+                event.r#type,
+                event.reason,
+                event.message,
+                count_text(event)
+            ),
+        );
+    }
+
+    fn status(&mut self, pod: &pb::PodStatus) {
+        emit(format_args!("{}", status_table(pod, false)));
+    }
+
+    fn list(&mut self, namespace: &str, pods: &[pb::PodStatus]) {
+        list_table(namespace, pods, false);
+    }
+
+    fn deleting(&mut self, progress: &Progress, pod: &pb::PodStatus) {
+        line(
+            progress,
+            &format!("deleting {}/{}", pod.namespace, pod.name),
+        );
+    }
+
+    fn finish(&mut self, _progress: &Progress, result: &Result<Success, Failure>, _exit: u8) {
+        match result {
+            Ok(success) => {
+                if let Some(summary) = &success.summary {
+                    emit(format_args!("✓ {summary}\n"));
+                }
+            }
+            Err(failure) => report(&format!("deployctl: {failure}"), failure),
+        }
+    }
+}
+
+/// One JSON object per line; the last is the `result`.
+struct Json;
+
+impl Renderer for Json {
+    fn deployed(&mut self, _progress: &Progress, deployed: &Deployed<'_>) {
+        record(
+            "deployed",
+            None,
+            DeployedBody {
+                created: deployed.created,
+                dry_run: deployed.dry_run,
+                pod_security: deployed.profile.clone(),
+                pod: PodJson::from(deployed.pod),
+            },
+        );
+    }
+
+    fn snapshot(
+        &mut self,
+        _: &Progress,
+        sequence: u64,
+        snapshot: &pb::Snapshot,
+        kind: &'static str,
+    ) {
+        record(
+            kind,
+            Some(sequence),
+            SnapshotBody {
+                not_found: snapshot.not_found,
+                pods: snapshot.pods.iter().map(PodJson::from).collect(),
+            },
+        );
+    }
+
+    fn streamed(&mut self, sequence: u64, pod: &pb::PodStatus, kind: &'static str) {
+        record(kind, Some(sequence), PodBody::from(pod));
+    }
+
+    fn event(&mut self, _progress: &Progress, sequence: u64, event: &pb::PodEvent) {
+        record(
+            "event",
+            Some(sequence),
+            EventBody {
+                event: EventJson::from(event),
+            },
+        );
+    }
+
+    fn status(&mut self, pod: &pb::PodStatus) {
+        record("pod", None, PodBody::from(pod));
+    }
+
+    fn list(&mut self, _namespace: &str, pods: &[pb::PodStatus]) {
+        for pod in pods {
+            record("pod", None, PodBody::from(pod));
+        }
+    }
+
+    fn deleting(&mut self, _progress: &Progress, pod: &pb::PodStatus) {
+        record("deleting", None, PodBody::from(pod));
+    }
+
+    fn finish(&mut self, progress: &Progress, result: &Result<Success, Failure>, exit: u8) {
+        let (message, code, violations, pod) = match result {
+            Ok(success) => (
+                success.summary.clone().unwrap_or_default(),
+                None,
+                Vec::new(),
+                success.pod.as_ref(),
+            ),
+            Err(failure) => (
+                failure.message.clone(),
+                failure.code.map(code_name),
+                failure.violations.clone(),
+                failure.pod.as_deref(),
+            ),
+        };
+        json(&ResultJson {
+            r#type: "result",
+            time: now(),
+            ok: result.is_ok(),
+            exit_code: exit,
+            outcome: exit::outcome(exit),
+            code,
+            message,
+            violations,
+            pod: pod.map(PodJson::from),
+            elapsed_ms: u64::try_from(progress.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        });
+        if let Err(failure) = result {
+            report(&format!("deployctl: {failure}"), failure);
+        }
+    }
+}
+
+/// ` (x3)` for an Event seen three times; empty for one seen once.
+fn count_text(event: &pb::PodEvent) -> String {
+    if event.count > 1 {
+        format!(" (x{})", event.count)
+    } else {
+        String::new()
+    }
+}
+
+/// A failure on stderr: `headline`, then every violation when there are several.
+fn report(headline: &str, failure: &Failure) {
+    let mut text = headline.to_owned();
+    if failure.violations.len() > 1 {
+        for violation in &failure.violations {
+            text.push_str(&format!("\n  - {violation}"));
+        }
+    }
+    eprintln!("{text}");
+}
+
+/// The rows of `status`, the health `coloured` for a terminal.
+fn status_table(pod: &pb::PodStatus, coloured: bool) -> String {
+    let dash = |text: &str| {
+        if text.is_empty() {
+            "-".to_owned()
+        } else {
+            text.to_owned()
+        }
+    };
+    let mut rows: Vec<(&str, String)> = vec![
+        ("pod", format!("{}/{}", pod.namespace, pod.name)),
+        ("health", health_text(pod.health(), coloured)),
+        ("reason", dash(reason_name(pod.reason()).unwrap_or(""))),
+        ("message", dash(&pod.message)),
+        ("phase", dash(&pod.phase)),
+        ("image", dash(&pod.image)),
+        ("node", dash(&pod.node)),
+        ("pod IP", dash(&pod.pod_ip)),
+        (
+            "created",
+            timestamp(pod.created.as_ref()).map_or_else(|| "-".to_owned(), |t| t.to_string()),
+        ),
+        ("request ID", dash(&pod.request_id)),
+        (
+            "conditions",
+            dash(
+                &pod.conditions
+                    .iter()
+                    .map(|c| format!("{}={}", c.r#type, c.status))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+        ),
+    ];
+    for container in &pod.containers {
+        rows.push(("container", container_text(container)));
+    }
+    if pod.deleting {
+        rows.push(("deleting", "yes".to_owned()));
+    }
+    let mut out = String::new();
+    for (key, value) in rows {
+        out.push_str(&format!("{key:<11} {value}\n"));
+    }
+    out
+}
+
+/// The table of `list` on stdout, the health `coloured` for a terminal; with no pods, a
+/// note on stderr instead.
+fn list_table(namespace: &str, pods: &[pb::PodStatus], coloured: bool) {
+    if pods.is_empty() {
+        // As kubectl does: stdout stays empty for scripts.
+        eprintln!("No managed pods in namespace {namespace}.");
+        return;
+    }
+    let width = pods.iter().map(|p| p.name.len()).max().unwrap_or(4).max(4);
+    let mut out = format!(
+        "{:<width$}  {:<12} {:<19} {:<9} {:<5} {:<8} {:<6} IMAGE\n",
+        "NAME", "HEALTH", "REASON", "PHASE", "READY", "RESTARTS", "AGE"
+    );
+    let now = jiff::Timestamp::now();
+    for pod in pods {
+        let ready = pod.containers.iter().filter(|c| c.ready).count();
+        let restarts: i32 = pod.containers.iter().map(|c| c.restart_count).sum();
+        let age = timestamp(pod.created.as_ref()).map_or_else(
+            || "-".to_owned(),
+            |created| {
+                let seconds = now.as_second().saturating_sub(created.as_second());
+                short_duration(Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
+            },
+        );
+        let health = format!("{:<12}", enum_name(pod.health().as_str_name(), "HEALTH_"));
+        out.push_str(&format!(
+            "{:<width$}  {} {:<19} {:<9} {:<5} {:<8} {:<6} {}\n",
+            pod.name,
+            if coloured {
+                health_style(pod.health()).apply_to(health).to_string()
+            } else {
+                health
+            },
+            reason_name(pod.reason()).unwrap_or("-"),
+            if pod.phase.is_empty() {
+                "-"
+            } else {
+                &pod.phase
+            },
+            format!("{ready}/{}", pod.containers.len()),
+            restarts,
+            age,
+            pod.image
+        ));
+    }
+    emit(format_args!("{out}"));
+}
+
+/// A plain line, with the seconds since the start.
+fn line(progress: &Progress, text: &str) {
+    emit(format_args!(
+        "{:>6.1}s  {text}\n",
+        progress.started.elapsed().as_secs_f64()
+    ));
+}
+
+/// One JSON record of `kind`, with the stream's sequence number when it came from one.
+fn record(kind: &'static str, seq: Option<u64>, body: impl Serialize) {
+    json(&Record {
+        r#type: kind,
+        seq,
+        time: now(),
+        body,
+    });
+}
+
+fn json(value: &impl Serialize) {
+    match serde_json::to_string(value) {
+        Ok(line) => emit(format_args!("{line}\n")),
+        Err(error) => eprintln!("deployctl: cannot encode JSON output: {error}"),
     }
 }
 
