@@ -151,8 +151,8 @@ pub fn is_managed(labels: &BTreeMap<String, String>) -> bool {
     labels.get(MANAGED_BY_LABEL.0).map(String::as_str) == Some(MANAGED_BY_LABEL.1)
 }
 
-/// The managed-by selector, with `extra` on top.
-fn managed_selector(extra: Option<&LabelSelector>) -> String {
+/// The managed-by selector, with `extra` on top: the one place that spells it.
+pub(crate) fn managed_selector(extra: Option<&LabelSelector>) -> String {
     let managed = format!("{}={}", MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1);
     match extra.map(ToString::to_string).filter(|s| !s.is_empty()) {
         Some(extra) => format!("{managed},{extra}"),

@@ -27,9 +27,9 @@ use kube::runtime::watcher::{self, ExponentialBackoff, watcher};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
-use crate::domain::MANAGED_BY_LABEL;
 use crate::hub::{FeedGuard, FeedUpdate, NamespaceFeed};
 use crate::k8s::convert::{pod_event, pod_state};
+use crate::k8s::pods::managed_selector;
 
 /// The API server ends each watch after this long and the watcher resumes it from where it
 /// was: a quiet watch still sees bytes well within the client's read timeout.
@@ -68,7 +68,7 @@ impl NamespaceFeed for ClusterFeed {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let events: Api<Event> = Api::namespaced(self.client.clone(), namespace);
         let pod_config = watcher::Config::default()
-            .labels(&format!("{}={}", MANAGED_BY_LABEL.0, MANAGED_BY_LABEL.1))
+            .labels(&managed_selector(None))
             .timeout(WATCH_TIMEOUT_SECS);
         let event_config = watcher::Config::default()
             .fields("involvedObject.kind=Pod")
