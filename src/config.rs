@@ -149,8 +149,9 @@ pub struct Config {
     )]
     pub jwt_audiences: Vec<String>,
 
-    /// Clock-skew allowance, in seconds, for a token's expiry and not-before times.
-    #[arg(long = "jwt-leeway", env = "DEPLOYER_JWT_LEEWAY", default_value_t = DEFAULT_JWT_LEEWAY_SECS, value_name = "SECONDS")]
+    /// Clock-skew allowance, in seconds, for a token's expiry and not-before times (at most
+    /// an hour: more would be no expiry check at all, and overflows jsonwebtoken's arithmetic).
+    #[arg(long = "jwt-leeway", env = "DEPLOYER_JWT_LEEWAY", default_value_t = DEFAULT_JWT_LEEWAY_SECS, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub jwt_leeway_secs: u64,
 
     /// Claim holding a token's groups (a string or a list of strings).

@@ -49,6 +49,8 @@ pub const APISERVER_UNREACHABLE_AFTER: Duration = Duration::from_secs(5);
 /// deployer service.
 const HEALTH_SERVICES: [&str; 2] = ["", proto::DEPLOYER_SERVICE];
 
+/// How long a forced stop (a second signal) waits for the audit writer to take what is queued.
+const FORCED_AUDIT_FLUSH: Duration = Duration::from_secs(1);
 /// How often an idle HTTP/2 connection is pinged.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a ping may go unanswered before the connection is closed.
@@ -393,9 +395,17 @@ impl Server {
             let name = signals.recv().await;
             tracing::warn!(signal = name, "second signal: stopping without draining");
         };
+        let audit = Arc::clone(&self.audit);
         tokio::select! {
             result = self.run(async move { let _ = first_rx.await; }) => result,
-            () = watch_signals => Err(StartupError::ForcedShutdown),
+            () = watch_signals => {
+                // Even a forced stop writes the audit records already queued, briefly bounded:
+                // they record calls that were answered.
+                if tokio::time::timeout(FORCED_AUDIT_FLUSH, audit.close()).await.is_err() {
+                    tracing::warn!("the audit sink did not take the last records in time");
+                }
+                Err(StartupError::ForcedShutdown)
+            }
         }
     }
 }

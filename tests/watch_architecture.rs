@@ -753,14 +753,16 @@ async fn streams_recover_promptly(label: &str, down_seconds: u32, compact: bool)
     let restarting = Arc::clone(&cluster);
     let restart =
         tokio::task::spawn_blocking(move || restarting.0.restart("kube-apiserver", down_seconds));
-    let stopped_by = tokio::time::Instant::now() + WAIT;
-    while !process_gone(apiserver) {
-        assert!(
-            tokio::time::Instant::now() < stopped_by,
-            "the API server did not stop"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the API server to stop")
+        .every(Duration::from_millis(100))
+        .until(async || {
+            if process_gone(apiserver) {
+                Ok(())
+            } else {
+                Err(apiserver)
+            }
+        })
+        .await;
     cluster
         .0
         .etcd_delete(&format!("/registry/pods/{namespace}/vanish"));

@@ -1,6 +1,7 @@
 //! Deploy: validate, honour the request_id, create, and optionally wait like `kubectl wait`
 //! done on the server.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -10,7 +11,7 @@ use crate::domain::validate::validate_deploy;
 use crate::domain::{Caller, DeployInput, ImageReference, PodState, WaitFor};
 use crate::grpc::DeployerService;
 use crate::grpc::convert::{health_name, reason_name};
-use crate::grpc::deadline::{DEADLINE_MARGIN, RETRY_CREATE, bounded, call_limit};
+use crate::grpc::deadline::{DEADLINE_MARGIN, RETRY, RETRY_CREATE, bounded, call_limit};
 use crate::hub::{Filter, PodView, Subscription, Update};
 use crate::policy::{Action, ImageRefusalKind};
 use crate::proto::deployer::v1 as pb;
@@ -56,12 +57,23 @@ impl DeployerService {
         // Everything that waits on the API server is bounded by the call's limit; the wait
         // for the pod's state that may follow has its own (wait_timeout, the deadline).
         let limit = call_limit(deadline, self.settings.call_timeout);
+        // Whether a create reached the wire: only then may a timed-out call have created a pod.
+        let create_sent = AtomicBool::new(false);
         let placed = bounded(
             limit,
             RETRY_CREATE,
-            self.place(&input, &mut spec, profile_for),
+            self.place(&input, &mut spec, profile_for, &create_sent),
         )
-        .await?;
+        .await
+        .map_err(|error| match error {
+            Error::CallTimedOut { after, .. } if !create_sent.load(Ordering::Relaxed) => {
+                Error::CallTimedOut {
+                    after,
+                    retry: RETRY,
+                }
+            }
+            error => error,
+        })?;
         self.finish(&spec, placed, deadline).await
     }
 
@@ -72,6 +84,7 @@ impl DeployerService {
         input: &DeployInput,
         spec: &mut DeploySpec,
         profile_for: impl Fn(Option<&str>) -> Result<PodSecurityProfile>,
+        create_sent: &AtomicBool,
     ) -> Result<Placed> {
         if let Some(existing) = self.previous_attempt(spec).await? {
             spec.name.clone_from(&existing.name);
@@ -90,6 +103,7 @@ impl DeployerService {
             } else {
                 None
             };
+            create_sent.store(true, Ordering::Relaxed);
             match self.pods.create(spec, profile).await {
                 Ok(created) => {
                     tracing::info!(
@@ -117,8 +131,11 @@ impl DeployerService {
                     *spec = validate_deploy(input).map_err(Error::InvalidRequest)?;
                 }
                 Err(error) => {
-                    if let Error::NamespaceNotFound(namespace) = &error {
-                        // Deleted since it was read: the next call must not be told otherwise.
+                    if let Error::NamespaceNotFound(namespace)
+                    | Error::PodSecurityRejected { namespace, .. } = &error
+                    {
+                        // Deleted, or relabelled, since it was read: the next call reads it
+                        // again rather than trust the cache.
                         self.pods.forget_namespace(namespace);
                     }
                     return Err(error);

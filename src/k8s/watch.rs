@@ -103,6 +103,9 @@ fn retry_backoff() -> ExponentialBackoff {
 enum Next {
     /// The API server answered: the back-off starts over, the watch goes on at once.
     GoOn,
+    /// Nothing was asked of the API server yet (a (re)list is about to start): the back-off
+    /// stays as it is, so a list that keeps failing is spaced ever more widely.
+    Keep,
     /// 410 Gone: the watch's resource version is too old. A fresh watcher relists at once.
     Relist,
     /// No answer, or a refusal: wait before the next attempt.
@@ -110,9 +113,11 @@ enum Next {
 }
 
 /// The rule of [`watch_promptly`]: any answer resets the back-off, a 410 relists at once,
-/// anything else waits.
+/// anything else waits. kube-runtime yields `Init` before it sends the LIST, so `Init` is no
+/// answer: resetting on it would retry a failing LIST every 250-500 ms for the whole outage.
 fn after<K>(item: &watcher::Result<watcher::Event<K>>) -> Next {
     match item {
+        Ok(watcher::Event::Init) => Next::Keep,
         Ok(_) => Next::GoOn,
         Err(error) if status_code(error) == Some(410) => Next::Relist,
         Err(_) => Next::Pause,
@@ -154,6 +159,7 @@ where
         let item = watch.events.next().await?;
         match after(&item) {
             Next::GoOn => watch.backoff.reset(),
+            Next::Keep => {}
             Next::Relist => {
                 tracing::debug!("resource version expired: relisting now");
                 watch.backoff.reset();
@@ -244,7 +250,8 @@ mod tests {
     #[test]
     fn an_answer_resets_a_410_relists_and_the_rest_waits() {
         let cases: Vec<(watcher::Result<watcher::Event<Pod>>, Next)> = vec![
-            (Ok(watcher::Event::Init), Next::GoOn),
+            // Said before the LIST is sent: no answer yet.
+            (Ok(watcher::Event::Init), Next::Keep),
             (Ok(watcher::Event::InitDone), Next::GoOn),
             (Ok(watcher::Event::Apply(Pod::default())), Next::GoOn),
             (Ok(watcher::Event::Delete(Pod::default())), Next::GoOn),
