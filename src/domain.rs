@@ -6,6 +6,7 @@
 pub mod caller;
 pub mod image;
 pub mod names;
+pub mod rollout;
 pub mod selector;
 pub mod spec;
 pub mod status;

@@ -332,6 +332,7 @@ async fn every_malformed_field_is_named_with_its_rule() {
                 env: vec![pb::EnvVar {
                     name: "1BAD".into(),
                     value: String::new(),
+                    value_from: None,
                 }],
                 ..deploy_request(&ns, "nginx")
             },
@@ -1186,6 +1187,7 @@ async fn a_pod_too_large_for_kubernetes_is_invalid_argument_not_unavailable() {
             env: vec![pb::EnvVar {
                 name: "BIG".into(),
                 value: "x".repeat(2 << 20),
+                value_from: None,
             }],
             ..deploy_request(&ns, "nginx:1.27")
         })

@@ -864,6 +864,7 @@ async fn the_audit_trail_records_successes_and_refusals_field_by_field() {
     request.env = vec![pb::EnvVar {
         name: "DATABASE_PASSWORD".to_owned(),
         value: "hunter2-do-not-log".to_owned(),
+        value_from: None,
     }];
     client.deploy(request).await.expect("deployed");
     let denied = client

@@ -503,6 +503,16 @@ impl RunningDeployer {
         client_with_token(self.channel.clone(), token)
     }
 
+    /// A generated client of the Deployment service, calling as [`TESTER`].
+    pub fn deployments(&self) -> DeploymentsClient {
+        deployments_client_with_token(self.channel.clone(), &TestAuth::shared().tester_token())
+    }
+
+    /// A generated client of the Deployment service, calling with `token`.
+    pub fn deployments_with_token(&self, token: &str) -> DeploymentsClient {
+        deployments_client_with_token(self.channel.clone(), token)
+    }
+
     /// Begin the server's graceful shutdown, without waiting for it.
     pub fn begin_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
@@ -898,6 +908,23 @@ pub fn tester_client(channel: tonic::transport::Channel) -> DeployerClient {
 /// A client on `channel` calling with `token`.
 pub fn client_with_token(channel: tonic::transport::Channel, token: &str) -> DeployerClient {
     k8s_deployer::proto::deployer::v1::deployer_service_client::DeployerServiceClient::with_interceptor(
+        channel,
+        Bearer::new(token),
+    )
+}
+
+/// The generated client of the Deployment service, with a bearer token.
+pub type DeploymentsClient =
+    k8s_deployer::proto::deployer::v1::deployment_service_client::DeploymentServiceClient<
+        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
+    >;
+
+/// A Deployment service client on `channel` calling with `token`.
+pub fn deployments_client_with_token(
+    channel: tonic::transport::Channel,
+    token: &str,
+) -> DeploymentsClient {
+    k8s_deployer::proto::deployer::v1::deployment_service_client::DeploymentServiceClient::with_interceptor(
         channel,
         Bearer::new(token),
     )

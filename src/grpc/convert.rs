@@ -1,6 +1,8 @@
 //! Conversions at the gRPC boundary: proto requests into domain inputs, domain states into
 //! proto messages.
 
+pub mod deployment;
+
 use std::time::Duration;
 
 use crate::domain::spec::{EnvVar, PodSecurityProfile, Port, Protocol, RestartPolicy};
@@ -361,6 +363,7 @@ mod tests {
             env: vec![pb::EnvVar {
                 name: "MODE".into(),
                 value: "prod".into(),
+                value_from: None,
             }],
             ports: vec![
                 pb::ContainerPort {
@@ -394,6 +397,8 @@ mod tests {
                 nanos: 5,
             }),
             pod_security: pb::PodSecurity::Restricted.into(),
+            // The workload fields (probes, env_from, ...) have their own tests.
+            ..pb::DeployRequest::default()
         };
         let input = DeployInput::try_from(request).expect("a valid request");
         let want = DeployInput {

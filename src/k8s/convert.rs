@@ -1,8 +1,12 @@
-//! Kubernetes objects to domain types: [`pod_state`] and [`pod_event`].
+//! Kubernetes objects to domain types: [`pod_state`], [`pod_event`], [`deployment_state`] and
+//! [`replica_set_state`].
 
+use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as KubeTime;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use crate::domain::rollout::{DeploymentState, ReplicaSetState, Strategy};
 use crate::domain::spec::PodSecurityProfile;
 use crate::domain::status::{Condition, ContainerState, ContainerStatus, Owner, Time};
 use crate::domain::{
@@ -170,6 +174,118 @@ pub fn pod_event(event: &core::Event) -> Option<PodEvent> {
             .or_else(|| event.reporting_component.clone())
             .unwrap_or_default(),
     })
+}
+
+/// The conditions of a Deployment (same shape as a pod's).
+fn deployment_conditions(conditions: Option<&Vec<apps::DeploymentCondition>>) -> Vec<Condition> {
+    conditions
+        .into_iter()
+        .flatten()
+        .map(|c| Condition {
+            type_: c.type_.clone(),
+            status: c.status.clone(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+            last_transition_time: time(c.last_transition_time.as_ref())
+                .or_else(|| time(c.last_update_time.as_ref())),
+        })
+        .collect()
+}
+
+fn first_image(template: Option<&core::PodTemplateSpec>) -> String {
+    template
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.clone())
+        .unwrap_or_default()
+}
+
+fn int_or_string(value: Option<&IntOrString>) -> Option<String> {
+    value.map(|value| match value {
+        IntOrString::Int(n) => n.to_string(),
+        IntOrString::String(s) => s.clone(),
+    })
+}
+
+/// The domain view of a Deployment.
+#[must_use]
+pub fn deployment_state(deployment: &apps::Deployment) -> DeploymentState {
+    let meta = &deployment.metadata;
+    let spec = deployment.spec.as_ref();
+    let status = deployment.status.clone().unwrap_or_default();
+    let strategy = spec.and_then(|s| s.strategy.as_ref());
+    let strategy = match strategy.and_then(|s| s.type_.as_deref()) {
+        Some("Recreate") => Strategy::Recreate,
+        _ => match strategy.and_then(|s| s.rolling_update.as_ref()) {
+            Some(rolling) if rolling.max_surge.is_some() || rolling.max_unavailable.is_some() => {
+                Strategy::RollingUpdateWith {
+                    max_surge: int_or_string(rolling.max_surge.as_ref()),
+                    max_unavailable: int_or_string(rolling.max_unavailable.as_ref()),
+                }
+            }
+            _ => Strategy::RollingUpdate,
+        },
+    };
+    DeploymentState {
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+        labels: meta.labels.clone().unwrap_or_default(),
+        annotations: meta.annotations.clone().unwrap_or_default(),
+        selector: spec
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default(),
+        image: first_image(spec.map(|s| &s.template)),
+        generation: meta.generation.unwrap_or_default(),
+        observed_generation: status.observed_generation.unwrap_or_default(),
+        desired: spec.and_then(|s| s.replicas).unwrap_or(1),
+        replicas: status.replicas.unwrap_or_default(),
+        updated: status.updated_replicas.unwrap_or_default(),
+        ready: status.ready_replicas.unwrap_or_default(),
+        available: status.available_replicas.unwrap_or_default(),
+        unavailable: status.unavailable_replicas.unwrap_or_default(),
+        terminating: status.terminating_replicas.unwrap_or_default(),
+        paused: spec.and_then(|s| s.paused).unwrap_or(false),
+        strategy,
+        progress_deadline_seconds: spec.and_then(|s| s.progress_deadline_seconds),
+        conditions: deployment_conditions(status.conditions.as_ref()),
+        created: time(meta.creation_timestamp.as_ref()),
+        deleting: meta.deletion_timestamp.is_some(),
+    }
+}
+
+/// The domain view of a ReplicaSet.
+#[must_use]
+pub fn replica_set_state(replica_set: &apps::ReplicaSet) -> ReplicaSetState {
+    let meta = &replica_set.metadata;
+    let spec = replica_set.spec.as_ref();
+    let status = replica_set.status.clone().unwrap_or_default();
+    ReplicaSetState {
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        resource_version: meta.resource_version.clone().unwrap_or_default(),
+        owner: meta
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.kind == "Deployment" && o.controller == Some(true))
+            .map(|o| o.name.clone()),
+        annotations: meta.annotations.clone().unwrap_or_default(),
+        template_labels: spec
+            .and_then(|s| s.template.as_ref())
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default(),
+        image: first_image(spec.and_then(|s| s.template.as_ref())),
+        desired: spec.and_then(|s| s.replicas).unwrap_or(1),
+        replicas: status.replicas,
+        ready: status.ready_replicas.unwrap_or_default(),
+        available: status.available_replicas.unwrap_or_default(),
+        created: time(meta.creation_timestamp.as_ref()),
+    }
 }
 
 #[cfg(test)]

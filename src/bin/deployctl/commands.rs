@@ -127,6 +127,7 @@ fn deploy_request(args: &DeployArgs) -> Result<pb::DeployRequest, Failure> {
             .map(|(name, value)| pb::EnvVar {
                 name: name.clone(),
                 value: value.clone(),
+                value_from: None,
             })
             .collect(),
         ports: args.ports.clone(),
@@ -145,6 +146,7 @@ fn deploy_request(args: &DeployArgs) -> Result<pb::DeployRequest, Failure> {
             .pod_security
             .map_or(pb::PodSecurity::Unspecified, pb::PodSecurity::from)
             .into(),
+        ..pb::DeployRequest::default()
     })
 }
 

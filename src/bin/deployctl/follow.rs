@@ -202,7 +202,10 @@ impl<'a> Follower<'a> {
                 Some(Kind::End(end)) => match end.reason() {
                     pb::EndReason::UntilMet => Some(self.until_met(out)),
                     pb::EndReason::PodDeleted => Some(self.pod_deleted(out)),
-                    pb::EndReason::ServerShutdown | pb::EndReason::Unspecified => {
+                    // DEPLOYMENT_DELETED ends WatchRollout streams only.
+                    pb::EndReason::ServerShutdown
+                    | pb::EndReason::Unspecified
+                    | pb::EndReason::DeploymentDeleted => {
                         let why = format!("the server ended the stream ({})", end.message);
                         stream = self.reopen(&why, out).await?;
                         None
