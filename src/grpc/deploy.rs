@@ -29,30 +29,7 @@ impl DeployerService {
     ) -> Result<pb::DeployResponse> {
         let input = DeployInput::try_from(request).map_err(Error::InvalidRequest)?;
         let mut spec = validate_deploy(&input).map_err(Error::InvalidRequest)?;
-        self.check_namespace(&spec.namespace)?;
-        self.authorize(caller, Action::Deploy, &spec.namespace)?;
-        self.check_image(&spec.image)?;
-
-        // The operator's floor is checked before anything reaches the API server.
-        let (requested, namespace) = (spec.pod_security, spec.namespace.clone());
-        let policy_profile = self.policy.pod_security(&namespace);
-        let profile_for = |enforced: Option<&str>| {
-            resolve_profile(
-                requested,
-                self.settings.pod_security,
-                policy_profile,
-                enforced,
-            )
-            .map_err(|floor| {
-                Error::Forbidden(format!(
-                    "pod_security: {} is weaker than {}, the least this server allows in \
-                         namespace {namespace:?}",
-                    requested.map_or("unspecified", |p| p.as_str()),
-                    floor.as_str(),
-                ))
-            })
-        };
-        profile_for(None)?;
+        self.admit_pods(caller, Action::Deploy, &spec)?;
 
         // Everything that waits on the API server is bounded by the call's limit; the wait
         // for the pod's state that may follow has its own (wait_timeout, the deadline).
@@ -62,7 +39,7 @@ impl DeployerService {
         let placed = bounded(
             limit,
             RETRY_CREATE,
-            self.place(&input, &mut spec, profile_for, &create_sent),
+            self.place(&input, &mut spec, &create_sent),
         )
         .await
         .map_err(|error| match error {
@@ -77,13 +54,54 @@ impl DeployerService {
         self.finish(&spec, placed, deadline).await
     }
 
+    /// What every request that makes pods (a pod, or a Deployment's template) passes before
+    /// anything reaches the API server: the namespace is served, the caller may do `action`
+    /// there, the image policy allows the image, and the Pod Security profile asked for is not
+    /// below the operator's floor.
+    pub(super) fn admit_pods(
+        &self,
+        caller: &Caller,
+        action: Action,
+        spec: &DeploySpec,
+    ) -> Result<()> {
+        self.check_namespace(&spec.namespace)?;
+        self.authorize(caller, action, &spec.namespace)?;
+        self.check_image(&spec.image)?;
+        self.profile_for(spec, None).map(drop)
+    }
+
+    /// The Pod Security profile the pods of `spec` get in a namespace that enforces
+    /// `enforced`; PERMISSION_DENIED when the request asks for less than the floor (the
+    /// server's default and the policy file's setting for the namespace).
+    pub(super) fn profile_for(
+        &self,
+        spec: &DeploySpec,
+        enforced: Option<&str>,
+    ) -> Result<PodSecurityProfile> {
+        let requested = spec.pod_security;
+        let namespace = &spec.namespace;
+        resolve_profile(
+            requested,
+            self.settings.pod_security,
+            self.policy.pod_security(namespace),
+            enforced,
+        )
+        .map_err(|floor| {
+            Error::Forbidden(format!(
+                "pod_security: {} is weaker than {}, the least this server allows in \
+                     namespace {namespace:?}",
+                requested.map_or("unspecified", |p| p.as_str()),
+                floor.as_str(),
+            ))
+        })
+    }
+
     /// The pod of the request: one an earlier attempt created, or a new one; subscribed to
     /// first when the request waits, so that the wait sees every change from the first.
     async fn place(
         &self,
         input: &DeployInput,
         spec: &mut DeploySpec,
-        profile_for: impl Fn(Option<&str>) -> Result<PodSecurityProfile>,
         create_sent: &AtomicBool,
     ) -> Result<Placed> {
         if let Some(existing) = self.previous_attempt(spec).await? {
@@ -93,7 +111,7 @@ impl DeployerService {
 
         // Reading the namespace also tells a missing namespace apart before anything else.
         let enforced = self.pods.pod_security_enforced(&spec.namespace).await?;
-        let profile = profile_for(enforced.as_deref())?;
+        let profile = self.profile_for(spec, enforced.as_deref())?;
 
         let waiting = spec.wait.is_some() && !spec.dry_run;
         let mut attempt = 1;
