@@ -112,7 +112,7 @@
 //! of the wrong type is refused with the parser's message and location
 //! ([`PolicyError::Parse`]). Otherwise every problem is collected and reported together, each
 //! at its place ([`PolicyError::Invalid`]), e.g.
-//! `rules[2].actions[1]: unknown action "deploi" (expected deploy, status, list, delete, logs or *)`.
+//! `rules[2].actions[1]: unknown action "deploi" (expected deploy, status, list, delete, logs, scale, restart, rollback or *)`.
 
 mod file;
 mod glob;
@@ -144,19 +144,29 @@ pub enum Action {
     Delete,
     /// Reading a pod's logs; reserved for a future call.
     Logs,
+    /// ScaleDeployment: change a Deployment's number of replicas.
+    Scale,
+    /// RestartDeployment: restart a Deployment's pods.
+    Restart,
+    /// RollbackDeployment: put a previous revision back.
+    Rollback,
 }
 
 impl Action {
     /// Every action, in the order the policy file documents them.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 8] = [
         Self::Deploy,
         Self::Status,
         Self::List,
         Self::Delete,
         Self::Logs,
+        Self::Scale,
+        Self::Restart,
+        Self::Rollback,
     ];
 
-    /// The name in the policy file and in logs: `deploy`, `status`, `list`, `delete`, `logs`.
+    /// The name in the policy file and in logs: `deploy`, `status`, `list`, `delete`, `logs`,
+    /// `scale`, `restart`, `rollback`.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -165,6 +175,9 @@ impl Action {
             Self::List => "list",
             Self::Delete => "delete",
             Self::Logs => "logs",
+            Self::Scale => "scale",
+            Self::Restart => "restart",
+            Self::Rollback => "rollback",
         }
     }
 
@@ -174,7 +187,7 @@ impl Action {
         Self::ALL.into_iter().find(|action| action.as_str() == name)
     }
 
-    fn bit(self) -> u8 {
+    fn bit(self) -> u16 {
         1 << (self as u8)
     }
 }
@@ -187,11 +200,11 @@ impl fmt::Display for Action {
 
 /// The actions a rule allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Actions(u8);
+struct Actions(u16);
 
 impl Actions {
     const NONE: Self = Self(0);
-    const ALL: Self = Self(u8::MAX);
+    const ALL: Self = Self(u16::MAX);
 
     fn insert(&mut self, action: Action) {
         self.0 |= action.bit();
@@ -641,7 +654,9 @@ rules:
         }
         assert_eq!(
             Action::ALL.map(Action::as_str),
-            ["deploy", "status", "list", "delete", "logs"]
+            [
+                "deploy", "status", "list", "delete", "logs", "scale", "restart", "rollback"
+            ]
         );
         assert_eq!(Action::parse("Deploy"), None);
         assert_eq!(Action::parse("*"), None);
@@ -747,7 +762,7 @@ rules:
             e.to_string(),
             format!(
                 "invalid policy file {}: rules[0].actions[0]: unknown action \"deploi\" \
-                 (expected deploy, status, list, delete, logs or *)",
+                 (expected deploy, status, list, delete, logs, scale, restart, rollback or *)",
                 invalid.display()
             )
         );
@@ -777,7 +792,7 @@ rules:
         assert_eq!(
             e.to_string(),
             "invalid policy: rules[0].name: required (a unique name, used in logs); \
-             rules[0].actions[1]: unknown action \"x\" (expected deploy, status, list, delete, logs or *)"
+             rules[0].actions[1]: unknown action \"x\" (expected deploy, status, list, delete, logs, scale, restart, rollback or *)"
         );
     }
 }

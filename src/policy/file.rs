@@ -244,7 +244,7 @@ fn check_rules(entries: Vec<RuleEntry>, problems: &mut Vec<String>) -> Vec<Rule>
                     Some(action) => actions.insert(action),
                     None => problems.push(format!(
                         "{place}.actions[{j}]: unknown action {name:?} \
-                         (expected deploy, status, list, delete, logs or *)"
+                         (expected deploy, status, list, delete, logs, scale, restart, rollback or *)"
                     )),
                 },
             }
@@ -368,9 +368,9 @@ mod tests {
             ("rules:\n- {name: r, subjects: [a], namespaces: [x]}".into(),
              vec!["rules[0].actions: must list at least one action (\"*\" for every action)"]),
             ("rules:\n- {name: r, subjects: [a], namespaces: [x], actions: [deploy, deploi, \"\", Deploy]}".into(),
-             vec!["rules[0].actions[1]: unknown action \"deploi\" (expected deploy, status, list, delete, logs or *)",
+             vec!["rules[0].actions[1]: unknown action \"deploi\" (expected deploy, status, list, delete, logs, scale, restart, rollback or *)",
                   "rules[0].actions[2]: must not be empty",
-                  "rules[0].actions[3]: unknown action \"Deploy\" (expected deploy, status, list, delete, logs or *)"]),
+                  "rules[0].actions[3]: unknown action \"Deploy\" (expected deploy, status, list, delete, logs, scale, restart, rollback or *)"]),
             (format!("{RULE}images:\n"),
              vec!["images: is empty (list images.allow, or remove images to allow every image)"]),
             (format!("{RULE}images: {{requireDigest: true}}"),
@@ -438,7 +438,7 @@ namespaces:
             problems(yaml),
             [
                 "rules[0].namespaces[0]: \"UPPER\" can never match a namespace: only a-z, 0-9, '-' and '*' may appear (namespaces are DNS-1123 labels)",
-                "rules[0].actions[0]: unknown action \"deploi\" (expected deploy, status, list, delete, logs or *)",
+                "rules[0].actions[0]: unknown action \"deploi\" (expected deploy, status, list, delete, logs, scale, restart, rollback or *)",
                 "rules[1].name: \"a\" is already the name of rules[0]",
                 "rules[1]: needs subjects or groups (a rule with neither matches no caller)",
                 "images.allow: must list at least one pattern (\"**\" allows every image)",
