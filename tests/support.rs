@@ -751,7 +751,8 @@ pub struct TestAuth {
     pub dir: PathBuf,
     /// The JWKS the servers verify tokens against.
     pub jwks: PathBuf,
-    /// A policy allowing TESTER every action in every namespace, and every image.
+    /// A policy allowing TESTER every action in every namespace, every image, and every
+    /// Secret, ConfigMap and ServiceAccount reference.
     pub policy: PathBuf,
     /// The key id of the signing key.
     pub kid: String,
@@ -778,7 +779,8 @@ impl TestAuth {
             &policy,
             format!(
                 "rules:\n  - name: tester-everything\n    subjects: [{TESTER}]\n    \
-                 namespaces: [\"*\"]\n    actions: [\"*\"]\n"
+                 namespaces: [\"*\"]\n    actions: [\"*\"]\n    \
+                 references: {{secrets: [\"*\"], configMaps: [\"*\"], serviceAccounts: [\"*\"]}}\n"
             ),
         )
         .expect("policy");
