@@ -649,6 +649,23 @@ mod tests {
         assert!(policy.restricts_images());
     }
 
+    #[test]
+    fn the_example_manifest_loads() {
+        let policy = Policy::from_yaml(include_str!("../manifests/policy.yaml"))
+            .unwrap_or_else(|e| panic!("manifests/policy.yaml should load: {e}"));
+        let ci = caller("system:serviceaccount:ci:deployer", &[]);
+        assert_eq!(
+            policy.check_reference(
+                &ci,
+                Action::Deploy,
+                "apps",
+                ReferenceKind::Secret,
+                "regcred"
+            ),
+            Ok("ci-deploys-to-apps")
+        );
+    }
+
     const POLICY: &str = r#"
 rules:
   - name: ci
