@@ -72,6 +72,8 @@ enum_names! {
     pb::PodSecurity => [Unspecified, Baseline, Restricted],
     pb::Protocol => [Unspecified, Tcp, Udp, Sctp],
     pb::Until => [Unspecified, None, Ready, Terminal],
+    pb::RolloutWaitFor => [Unspecified, None, RolledOut, Available],
+    pb::StrategyType => [Unspecified, RollingUpdate, Recreate],
 }
 
 /// `until` of a WatchStatus request; INVALID_ARGUMENT naming the field for a number that is
