@@ -552,6 +552,44 @@ mod tests {
             ),
             (Error::ShuttingDown, Code::Unavailable),
             (
+                Error::DeploymentNotFound {
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                },
+                Code::NotFound,
+            ),
+            (
+                Error::ObjectNotManaged {
+                    kind: "Service",
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::FieldConflict {
+                    kind: "Deployment",
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                    conflicts: ".spec.replicas is owned by \"kubectl\"".into(),
+                },
+                Code::Aborted,
+            ),
+            (
+                Error::RolloutFailed {
+                    deployment: "ns/web".into(),
+                    failure: "NEW_PODS_FAILING: ...".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::DeletionTimedOut {
+                    deployment: "ns/web".into(),
+                    waited: Duration::from_secs(1),
+                },
+                Code::DeadlineExceeded,
+            ),
+            (
                 Error::CallTimedOut {
                     after: Duration::from_secs(10),
                     retry: "retry later",
