@@ -4,6 +4,7 @@
 //! from these types at their edges.
 
 pub mod caller;
+pub mod deployment;
 pub mod image;
 pub mod names;
 pub mod rollout;

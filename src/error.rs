@@ -178,6 +178,99 @@ pub enum Error {
         /// The admission's reason, e.g. `violates PodSecurity "restricted:latest": ...`.
         reason: String,
     },
+    /// The Deployment does not exist (or is not managed by this service, for reads).
+    #[error("deployment {namespace}/{name} not found")]
+    DeploymentNotFound {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
+    /// An object of that name exists that this service does not manage; it is left alone.
+    #[error("{kind} {namespace}/{name} exists and is not managed by k8s-deployer")]
+    ObjectNotManaged {
+        /// "Deployment" or "Service".
+        kind: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
+    /// Server-side apply found fields of the spec owned by another field manager; nothing
+    /// changed (the apply is never forced).
+    #[error("{kind} {namespace}/{name}: {conflicts}; nothing was changed")]
+    FieldConflict {
+        /// "Deployment" or "Service".
+        kind: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The fields and their managers, in our words from the Status causes.
+        conflicts: String,
+    },
+
+    /// The Deployment is paused: the change would not roll out.
+    #[error("deployment {namespace}/{name} is paused: resume it first")]
+    DeploymentPaused {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
+    /// A rollback found no revision before the current one.
+    #[error("deployment {namespace}/{name} has no previous revision to roll back to")]
+    NoPreviousRevision {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
+    /// A rollback named a revision that does not exist.
+    #[error("deployment {namespace}/{name} has no revision {revision}")]
+    RevisionNotFound {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The revision asked for.
+        revision: i64,
+    },
+
+    /// While ApplyDeployment waited, the rollout FAILED.
+    #[error("deployment {deployment} rollout failed: {failure}")]
+    RolloutFailed {
+        /// namespace/name.
+        deployment: String,
+        /// The rollout's reason and message, e.g. "NEW_PODS_FAILING: IMAGE_PULL_FAILED: ...".
+        failure: String,
+    },
+
+    /// ApplyDeployment's wait ran out first; the rollout goes on.
+    #[error("deployment {deployment} was not {wanted} within {}: {state}", seconds(*waited))]
+    RolloutWaitTimedOut {
+        /// namespace/name.
+        deployment: String,
+        /// ROLLED_OUT or AVAILABLE.
+        wanted: &'static str,
+        /// How long.
+        waited: Duration,
+        /// The rollout's phase and message then.
+        state: String,
+    },
+
+    /// DeleteDeployment's wait ran out before everything was gone; the deletion goes on.
+    #[error("deployment {deployment} was not gone within {}; the deletion goes on", seconds(*waited))]
+    DeletionTimedOut {
+        /// namespace/name.
+        deployment: String,
+        /// How long.
+        waited: Duration,
+    },
 }
 
 impl Error {
@@ -205,6 +298,17 @@ impl Error {
                 tonic::Code::Unavailable
             }
             Self::WatchForbidden(_) => tonic::Code::PermissionDenied,
+            Self::DeploymentNotFound { .. } | Self::RevisionNotFound { .. } => {
+                tonic::Code::NotFound
+            }
+            Self::ObjectNotManaged { .. }
+            | Self::DeploymentPaused { .. }
+            | Self::NoPreviousRevision { .. }
+            | Self::RolloutFailed { .. } => tonic::Code::FailedPrecondition,
+            Self::FieldConflict { .. } => tonic::Code::Aborted,
+            Self::RolloutWaitTimedOut { .. } | Self::DeletionTimedOut { .. } => {
+                tonic::Code::DeadlineExceeded
+            }
         }
     }
 }
@@ -323,7 +427,16 @@ impl Error {
             | Self::Forbidden(_)
             | Self::ImageNotAllowed(_)
             | Self::ImageRefused(_)
-            | Self::PodSecurityRejected { .. } => self.to_string(),
+            | Self::PodSecurityRejected { .. }
+            | Self::DeploymentNotFound { .. }
+            | Self::ObjectNotManaged { .. }
+            | Self::FieldConflict { .. }
+            | Self::DeploymentPaused { .. }
+            | Self::NoPreviousRevision { .. }
+            | Self::RevisionNotFound { .. }
+            | Self::RolloutFailed { .. }
+            | Self::RolloutWaitTimedOut { .. }
+            | Self::DeletionTimedOut { .. } => self.to_string(),
         }
     }
 }
@@ -438,6 +551,44 @@ mod tests {
                 Code::FailedPrecondition,
             ),
             (Error::ShuttingDown, Code::Unavailable),
+            (
+                Error::DeploymentNotFound {
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                },
+                Code::NotFound,
+            ),
+            (
+                Error::ObjectNotManaged {
+                    kind: "Service",
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::FieldConflict {
+                    kind: "Deployment",
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                    conflicts: ".spec.replicas is owned by \"kubectl\"".into(),
+                },
+                Code::Aborted,
+            ),
+            (
+                Error::RolloutFailed {
+                    deployment: "ns/web".into(),
+                    failure: "NEW_PODS_FAILING: ...".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::DeletionTimedOut {
+                    deployment: "ns/web".into(),
+                    waited: Duration::from_secs(1),
+                },
+                Code::DeadlineExceeded,
+            ),
             (
                 Error::CallTimedOut {
                     after: Duration::from_secs(10),

@@ -1,9 +1,11 @@
 //! The gRPC face of the service: [`DeployerService`] implements `deployer.v1.DeployerService`
-//! on top of the Kubernetes adapter ([`ClusterPods`]) and the [`StatusHub`].
+//! on top of the Kubernetes adapter ([`ClusterPods`]) and the [`StatusHub`];
+//! [`deployments::DeploymentService`] implements `deployer.v1.DeploymentService` beside it.
 
 pub mod convert;
 mod deadline;
 mod deploy;
+pub mod deployments;
 pub mod limits;
 mod watch;
 
@@ -160,9 +162,14 @@ impl DeployerService {
         let subject = call.caller.as_ref().map(|c| c.subject.as_str());
         let (result, code, reason) = match result {
             Ok(value) => {
-                if let Some(pod) = pod_of(&value) {
-                    tracing::Span::current().record("name", pod.as_str());
-                    call.subject.pod = pod;
+                if let Some(name) = pod_of(&value) {
+                    tracing::Span::current().record("name", name.as_str());
+                    // A DeploymentService call names a Deployment, the others a pod.
+                    if call.method.starts_with(deployments::SERVICE_PREFIX) {
+                        call.subject.deployment = name;
+                    } else {
+                        call.subject.pod = name;
+                    }
                 }
                 tracing::info!(method, subject, elapsed_ms, code = "OK", "call");
                 (Ok(value), tonic::Code::Ok, String::new())

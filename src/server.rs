@@ -24,11 +24,13 @@ use std::sync::Arc;
 use crate::audit::AuditLog;
 use crate::auth::layer::{AuthLayer, Authenticator};
 use crate::auth::{JwksSource, JwtSettings, JwtVerifier};
+use crate::grpc::deployments::DeploymentService;
 use crate::grpc::{DeployerService, ServiceSettings};
 use crate::hub::StatusHub;
-use crate::k8s::{ClusterFeed, ClusterPods};
+use crate::k8s::{ClusterDeployments, ClusterFeed, ClusterPods};
 use crate::policy::Policy;
 use crate::proto::deployer::v1::deployer_service_server::DeployerServiceServer;
+use crate::proto::deployer::v1::deployment_service_server::DeploymentServiceServer;
 use crate::server::tls::{TlsFiles, TlsSource};
 use crate::{Config, Result, StartupError, error, k8s, proto};
 
@@ -46,8 +48,8 @@ const APISERVER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const APISERVER_UNREACHABLE_AFTER: Duration = Duration::from_secs(5);
 
 /// Health service names reported by the server: the whole server ("") and the
-/// deployer service.
-const HEALTH_SERVICES: [&str; 2] = ["", proto::DEPLOYER_SERVICE];
+/// deployer and Deployment services.
+const HEALTH_SERVICES: [&str; 3] = ["", proto::DEPLOYER_SERVICE, proto::DEPLOYMENT_SERVICE];
 
 /// How long a forced stop (a second signal) waits for the audit writer to take what is queued.
 const FORCED_AUDIT_FLUSH: Duration = Duration::from_secs(1);
@@ -319,6 +321,11 @@ impl Server {
             streams_stop_rx,
         );
 
+        let deployments = DeploymentService::new(
+            deployer.clone(),
+            ClusterDeployments::new(self.client.clone()),
+        );
+
         let (readiness_stop, readiness_stop_rx) = watch::channel(false);
         let served: Vec<String> = self.settings.namespaces.iter().cloned().collect();
         let readiness =
@@ -359,6 +366,7 @@ impl Server {
                 .layer(crate::grpc::limits::MessageLimitLayer)
                 .add_service(health_service)
                 .add_service(DeployerServiceServer::new(deployer))
+                .add_service(DeploymentServiceServer::new(deployments))
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
                 .serve_with_incoming_shutdown(tls::incoming(self.listener, self.tls), async move {
@@ -719,9 +727,9 @@ async fn follow_apiserver(
             );
             ServingStatus::NotServing
         };
-        health
-            .set_service_status(proto::DEPLOYER_SERVICE, status)
-            .await;
+        for service in [proto::DEPLOYER_SERVICE, proto::DEPLOYMENT_SERVICE] {
+            health.set_service_status(service, status).await;
+        }
     }
 }
 

@@ -79,6 +79,8 @@ enum_names! {
     pb::HttpScheme => [Unspecified, Http, Https],
     pb::TolerationOperator => [Unspecified, Equal, Exists],
     pb::TaintEffect => [Unspecified, NoSchedule, PreferNoSchedule, NoExecute],
+    pb::RolloutWaitFor => [Unspecified, None, RolledOut, Available],
+    pb::StrategyType => [Unspecified, RollingUpdate, Recreate],
 }
 
 /// `until` of a WatchStatus request; INVALID_ARGUMENT naming the field for a number that is

@@ -1,13 +1,15 @@
-//! Kubernetes objects to domain types: [`pod_state`], [`pod_event`], [`deployment_state`] and
-//! [`replica_set_state`].
+//! Kubernetes objects to domain types: [`pod_state`], [`pod_event`], [`deployment_state`],
+//! [`replica_set_state`] and [`service_state`].
 
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as KubeTime;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::domain::rollout::{DeploymentState, ReplicaSetState, Strategy};
-use crate::domain::spec::PodSecurityProfile;
+use crate::domain::rollout::{
+    DeploymentState, ReplicaSetState, ServicePortState, ServiceState, Strategy,
+};
+use crate::domain::spec::{PodSecurityProfile, Protocol};
 use crate::domain::status::{Condition, ContainerState, ContainerStatus, Owner, Time};
 use crate::domain::{
     IMAGE_ANNOTATION, POD_SECURITY_ANNOTATION, PodEvent, PodState, REQUEST_HASH_ANNOTATION,
@@ -285,6 +287,37 @@ pub fn replica_set_state(replica_set: &apps::ReplicaSet) -> ReplicaSetState {
         ready: status.ready_replicas.unwrap_or_default(),
         available: status.available_replicas.unwrap_or_default(),
         created: time(meta.creation_timestamp.as_ref()),
+    }
+}
+
+/// The domain view of a Deployment's Service.
+#[must_use]
+pub fn service_state(service: &core::Service) -> ServiceState {
+    let spec = service.spec.as_ref();
+    ServiceState {
+        name: service.metadata.name.clone().unwrap_or_default(),
+        cluster_ip: spec
+            .and_then(|s| s.cluster_ip.clone())
+            .filter(|ip| !ip.is_empty() && ip != "None"),
+        ports: spec
+            .and_then(|s| s.ports.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|port| ServicePortState {
+                name: port.name.clone().unwrap_or_default(),
+                port: u32::try_from(port.port).unwrap_or_default(),
+                target_port: match &port.target_port {
+                    Some(IntOrString::Int(n)) => u32::try_from(*n).unwrap_or_default(),
+                    // A named target port resolves per pod; the Service port stands for it.
+                    _ => u32::try_from(port.port).unwrap_or_default(),
+                },
+                protocol: match port.protocol.as_deref() {
+                    Some("UDP") => Protocol::Udp,
+                    Some("SCTP") => Protocol::Sctp,
+                    _ => Protocol::Tcp,
+                },
+            })
+            .collect(),
     }
 }
 

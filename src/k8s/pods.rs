@@ -319,7 +319,7 @@ pub(crate) fn managed_selector(extra: Option<&LabelSelector>) -> String {
     }
 }
 
-fn api_error(action: String) -> impl FnOnce(kube::Error) -> Error {
+pub(crate) fn api_error(action: String) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::KubeApi { action, source }
 }
 
@@ -338,7 +338,7 @@ fn is_too_large(error: &kube::Error) -> bool {
     }
 }
 
-fn status_code(error: &kube::Error) -> Option<u16> {
+pub(crate) fn status_code(error: &kube::Error) -> Option<u16> {
     match error {
         kube::Error::Api(status) => Some(status.code),
         _ => None,
