@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::domain::spec::{EnvVar, PodSecurityProfile, Port, Protocol, RestartPolicy};
 use crate::domain::status::{ContainerState, Time};
 use crate::domain::validate::validate_deploy;
-use crate::domain::{DeployInput, Health, PodEvent, Reason, Violations, WaitFor};
+use crate::domain::{DeployInput, Health, ObjectEvent, Reason, Violations, WaitFor};
 use crate::hub::PodView;
 use crate::proto::deployer::v1 as pb;
 
@@ -308,11 +308,11 @@ impl From<&PodView> for pb::PodStatus {
     }
 }
 
-impl From<&PodEvent> for pb::PodEvent {
-    fn from(event: &PodEvent) -> Self {
+impl From<&ObjectEvent> for pb::PodEvent {
+    fn from(event: &ObjectEvent) -> Self {
         Self {
             namespace: event.namespace.clone(),
-            pod: event.pod.clone(),
+            pod: event.name.clone(),
             r#type: event.type_.clone(),
             reason: event.reason.clone(),
             message: event.message.clone(),
