@@ -145,6 +145,7 @@ impl RolloutHub {
                 subscribers: Subscribers::new(),
                 pending: PendingList::new(),
                 last_failure: None,
+                forbidden: None,
                 _feed: self.inner.feed.start(namespace, updates_tx),
             };
             let actor = actor
@@ -393,6 +394,8 @@ struct RolloutActor {
     pending: PendingList<String, RolloutSubscription>,
     /// The last failure of a watch before the first lists completed.
     last_failure: Option<String>,
+    /// That failure, when it was a refusal (403).
+    forbidden: Option<String>,
     /// Stops the namespace's Deployment and ReplicaSet watches when the actor ends.
     _feed: FeedGuard,
 }
@@ -417,6 +420,10 @@ impl RolloutActor {
                 return;
             }
         };
+        // Its snapshot is waiting already: the pods are known before any subscriber is served.
+        if let Some(snapshot) = pod_updates.recv().await {
+            self.pods(snapshot);
+        }
         let mut tick = tokio::time::interval(RESYNC_TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -441,7 +448,14 @@ impl RolloutActor {
 
     fn subscribe(&mut self, subscribe: Subscribe) {
         if !self.state.synced() {
-            self.pending.push(subscribe);
+            match &self.forbidden {
+                Some(refusal) => {
+                    let _ = subscribe
+                        .reply
+                        .send(Err(SubscribeError::Forbidden(refusal.clone())));
+                }
+                None => self.pending.push(subscribe),
+            }
             return;
         }
         let snapshot = self.state.snapshot(&subscribe.filter);
@@ -499,10 +513,12 @@ impl RolloutActor {
         if self.state.synced() {
             return;
         }
-        // Forbidden will not pass by itself: tell the waiting callers now.
+        // Forbidden will not pass by itself: tell the waiting callers now, and those to come
+        // until the lists succeed.
         if code == Some(403) {
             self.pending
                 .refuse(&SubscribeError::Forbidden(message.clone()));
+            self.forbidden = Some(message.clone());
         }
         self.last_failure = Some(message);
     }
