@@ -129,6 +129,40 @@ pub enum Error {
         state: String,
     },
 
+    /// While a caller waited for a rollout, it FAILED.
+    #[error("the rollout of deployment {namespace}/{name} failed: {failure}")]
+    RolloutFailed {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The rollout's reason and message, e.g. "NEW_PODS_FAILING: IMAGE_PULL_FAILED: ...".
+        failure: String,
+    },
+
+    /// A rollout's wait ran out before the rollout got where it was asked to (it goes on).
+    #[error("deployment {deployment} did not become {wanted} within {}: {state}", seconds(*waited))]
+    RolloutWaitTimedOut {
+        /// namespace/name.
+        deployment: String,
+        /// What was waited for (ROLLED_OUT, AVAILABLE).
+        wanted: &'static str,
+        /// How long.
+        waited: Duration,
+        /// Where the rollout was ("PROGRESSING: Waiting for deployment ..."), or that the
+        /// Deployment was not seen.
+        state: String,
+    },
+
+    /// The Deployment was deleted while a caller waited for its rollout.
+    #[error("deployment {namespace}/{name} was deleted while waiting for its rollout")]
+    DeploymentGone {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
     /// The namespace is not among those this deployer serves (`--namespace`).
     #[error("namespace {0:?} is not served by this deployer")]
     NamespaceNotServed(String),
@@ -191,8 +225,13 @@ impl Error {
             }
             Self::NamespaceNotFound(_) | Self::PodNotFound { .. } => tonic::Code::NotFound,
             Self::NameTaken { .. } => tonic::Code::AlreadyExists,
-            Self::NotManaged { .. } | Self::PodFailed { .. } => tonic::Code::FailedPrecondition,
-            Self::WaitTimedOut { .. } => tonic::Code::DeadlineExceeded,
+            Self::NotManaged { .. } | Self::PodFailed { .. } | Self::RolloutFailed { .. } => {
+                tonic::Code::FailedPrecondition
+            }
+            Self::WaitTimedOut { .. } | Self::RolloutWaitTimedOut { .. } => {
+                tonic::Code::DeadlineExceeded
+            }
+            Self::DeploymentGone { .. } => tonic::Code::NotFound,
             Self::TooManyStreams(_) => tonic::Code::ResourceExhausted,
             Self::NamespaceNotServed(_) | Self::Forbidden(_) | Self::ImageNotAllowed(_) => {
                 tonic::Code::PermissionDenied
@@ -313,6 +352,9 @@ impl Error {
             | Self::PodTooLarge { .. }
             | Self::PodFailed { .. }
             | Self::WaitTimedOut { .. }
+            | Self::RolloutFailed { .. }
+            | Self::RolloutWaitTimedOut { .. }
+            | Self::DeploymentGone { .. }
             | Self::CallTimedOut { .. }
             | Self::TooManyStreams(_)
             | Self::NamespaceNotServed(_)
@@ -417,6 +459,30 @@ mod tests {
                 Code::InvalidArgument,
             ),
             (Error::TooManyStreams(3), Code::ResourceExhausted),
+            (
+                Error::RolloutFailed {
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                    failure: "NEW_PODS_FAILING: IMAGE_PULL_FAILED: ...".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::RolloutWaitTimedOut {
+                    deployment: "ns/web".into(),
+                    wanted: "ROLLED_OUT",
+                    waited: Duration::from_secs(5),
+                    state: "PROGRESSING".into(),
+                },
+                Code::DeadlineExceeded,
+            ),
+            (
+                Error::DeploymentGone {
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                },
+                Code::NotFound,
+            ),
             (
                 Error::Unauthenticated("token expired".into()),
                 Code::Unauthenticated,

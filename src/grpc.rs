@@ -5,6 +5,8 @@ pub mod convert;
 mod deadline;
 mod deploy;
 pub mod limits;
+pub mod rollout;
+pub mod rollout_only;
 mod watch;
 
 use std::collections::BTreeSet;
@@ -63,8 +65,8 @@ pub struct DeployerService {
     audit: Arc<AuditLog>,
     settings: Arc<ServiceSettings>,
     streams: Arc<Semaphore>,
-    /// The tasks of the open WatchStatus streams, awaited by [`DeployerService::shutdown`].
-    stream_tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+    /// The tasks of the open streams, awaited by [`DeployerService::shutdown`].
+    stream_tasks: watch::StreamTasks,
     shutdown: signal::Receiver<bool>,
 }
 
@@ -95,7 +97,7 @@ impl DeployerService {
             audit,
             settings: Arc::new(settings),
             streams,
-            stream_tasks: Arc::default(),
+            stream_tasks: watch::StreamTasks::default(),
             shutdown,
         }
     }
@@ -257,6 +259,16 @@ impl Audited for pb::WatchStatusRequest {
     }
 }
 
+impl Audited for pb::WatchRolloutRequest {
+    fn subject(&self) -> AuditSubject {
+        AuditSubject {
+            namespace: self.namespace.clone(),
+            pod: self.name.clone(),
+            ..AuditSubject::default()
+        }
+    }
+}
+
 /// Who made a call, from where, and what it was about.
 struct CallInfo {
     method: &'static str,
@@ -294,6 +306,7 @@ mod method {
     pub(super) const LIST_PODS: &str = "deployer.v1.DeployerService/ListPods";
     pub(super) const DELETE_POD: &str = "deployer.v1.DeployerService/DeletePod";
     pub(super) const WATCH_STATUS: &str = "deployer.v1.DeployerService/WatchStatus";
+    pub(super) const WATCH_ROLLOUT: &str = "deployer.v1.DeploymentService/WatchRollout";
 }
 
 fn invalid(field: &str, description: impl Into<String>) -> Error {

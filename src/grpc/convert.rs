@@ -52,7 +52,7 @@ where
 }
 
 /// The names of a proto enum's values, for messages.
-trait EnumNames {
+pub(crate) trait EnumNames {
     fn names() -> Vec<&'static str>;
 }
 
@@ -72,11 +72,16 @@ enum_names! {
     pb::PodSecurity => [Unspecified, Baseline, Restricted],
     pb::Protocol => [Unspecified, Tcp, Udp, Sctp],
     pb::Until => [Unspecified, None, Ready, Terminal],
+    pb::RolloutUntil => [Unspecified, None, RolledOut, Terminal],
 }
 
-/// `until` of a WatchStatus request; INVALID_ARGUMENT naming the field for a number that is
-/// not an `Until`.
-pub fn until(value: i32) -> Result<pb::Until, Violations> {
+/// `until` of a WatchStatus request (an `Until`) or a WatchRollout request (a
+/// `RolloutUntil`); INVALID_ARGUMENT naming the field for a number that is not one of its
+/// values.
+pub(crate) fn until<E>(value: i32) -> Result<E, Violations>
+where
+    E: TryFrom<i32> + EnumNames,
+{
     let mut violations = Violations::default();
     let until = known(&mut violations, "until", value);
     match until {
@@ -503,7 +508,11 @@ mod tests {
 
         assert_eq!(until(pb::Until::Terminal.into()), Ok(pb::Until::Terminal));
         assert_eq!(until(0), Ok(pb::Until::Unspecified));
-        let violations = until(99).expect_err("unknown");
+        assert_eq!(
+            until(pb::RolloutUntil::RolledOut.into()),
+            Ok(pb::RolloutUntil::RolledOut)
+        );
+        let violations = until::<pb::Until>(99).expect_err("unknown");
         assert_eq!(violations.0[0].field, "until");
         assert!(
             violations.0[0]
