@@ -18,7 +18,7 @@ pub use caller::{Caller, Credential};
 pub use image::ImageReference;
 pub use selector::LabelSelector;
 pub use spec::{DeployInput, DeploySpec, WaitFor};
-pub use status::{Assessment, Health, PodEvent, PodState, Reason};
+pub use status::{Assessment, Health, ObjectEvent, ObjectKind, PodState, Reason};
 pub use validate::{FieldViolation, Violations};
 pub use workload::Workload;
 

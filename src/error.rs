@@ -129,6 +129,40 @@ pub enum Error {
         state: String,
     },
 
+    /// While a caller waited for a rollout, it FAILED.
+    #[error("the rollout of deployment {namespace}/{name} failed: {failure}")]
+    RolloutFailed {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The rollout's reason and message, e.g. "NEW_PODS_FAILING: IMAGE_PULL_FAILED: ...".
+        failure: String,
+    },
+
+    /// A rollout's wait ran out before the rollout got where it was asked to (it goes on).
+    #[error("deployment {deployment} did not become {wanted} within {}: {state}", seconds(*waited))]
+    RolloutWaitTimedOut {
+        /// namespace/name.
+        deployment: String,
+        /// What was waited for (ROLLED_OUT, AVAILABLE).
+        wanted: &'static str,
+        /// How long.
+        waited: Duration,
+        /// Where the rollout was ("PROGRESSING: Waiting for deployment ..."), or that the
+        /// Deployment was not seen.
+        state: String,
+    },
+
+    /// The Deployment was deleted while a caller waited for its rollout.
+    #[error("deployment {namespace}/{name} was deleted while waiting for its rollout")]
+    DeploymentGone {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
     /// The namespace is not among those this deployer serves (`--namespace`).
     #[error("namespace {0:?} is not served by this deployer")]
     NamespaceNotServed(String),
@@ -241,28 +275,6 @@ pub enum Error {
         revision: i64,
     },
 
-    /// While ApplyDeployment waited, the rollout FAILED.
-    #[error("deployment {deployment} rollout failed: {failure}")]
-    RolloutFailed {
-        /// namespace/name.
-        deployment: String,
-        /// The rollout's reason and message, e.g. "NEW_PODS_FAILING: IMAGE_PULL_FAILED: ...".
-        failure: String,
-    },
-
-    /// ApplyDeployment's wait ran out first; the rollout goes on.
-    #[error("deployment {deployment} was not {wanted} within {}: {state}", seconds(*waited))]
-    RolloutWaitTimedOut {
-        /// namespace/name.
-        deployment: String,
-        /// ROLLED_OUT or AVAILABLE.
-        wanted: &'static str,
-        /// How long.
-        waited: Duration,
-        /// The rollout's phase and message then.
-        state: String,
-    },
-
     /// DeleteDeployment's wait ran out before everything was gone; the deletion goes on.
     #[error("deployment {deployment} was not gone within {}; the deletion goes on", seconds(*waited))]
     DeletionTimedOut {
@@ -284,8 +296,13 @@ impl Error {
             }
             Self::NamespaceNotFound(_) | Self::PodNotFound { .. } => tonic::Code::NotFound,
             Self::NameTaken { .. } => tonic::Code::AlreadyExists,
-            Self::NotManaged { .. } | Self::PodFailed { .. } => tonic::Code::FailedPrecondition,
-            Self::WaitTimedOut { .. } => tonic::Code::DeadlineExceeded,
+            Self::NotManaged { .. } | Self::PodFailed { .. } | Self::RolloutFailed { .. } => {
+                tonic::Code::FailedPrecondition
+            }
+            Self::WaitTimedOut { .. } | Self::RolloutWaitTimedOut { .. } => {
+                tonic::Code::DeadlineExceeded
+            }
+            Self::DeploymentGone { .. } => tonic::Code::NotFound,
             Self::TooManyStreams(_) => tonic::Code::ResourceExhausted,
             Self::NamespaceNotServed(_) | Self::Forbidden(_) | Self::ImageNotAllowed(_) => {
                 tonic::Code::PermissionDenied
@@ -303,12 +320,9 @@ impl Error {
             }
             Self::ObjectNotManaged { .. }
             | Self::DeploymentPaused { .. }
-            | Self::NoPreviousRevision { .. }
-            | Self::RolloutFailed { .. } => tonic::Code::FailedPrecondition,
+            | Self::NoPreviousRevision { .. } => tonic::Code::FailedPrecondition,
             Self::FieldConflict { .. } => tonic::Code::Aborted,
-            Self::RolloutWaitTimedOut { .. } | Self::DeletionTimedOut { .. } => {
-                tonic::Code::DeadlineExceeded
-            }
+            Self::DeletionTimedOut { .. } => tonic::Code::DeadlineExceeded,
         }
     }
 }
@@ -417,6 +431,9 @@ impl Error {
             | Self::PodTooLarge { .. }
             | Self::PodFailed { .. }
             | Self::WaitTimedOut { .. }
+            | Self::RolloutFailed { .. }
+            | Self::RolloutWaitTimedOut { .. }
+            | Self::DeploymentGone { .. }
             | Self::CallTimedOut { .. }
             | Self::TooManyStreams(_)
             | Self::NamespaceNotServed(_)
@@ -434,8 +451,6 @@ impl Error {
             | Self::DeploymentPaused { .. }
             | Self::NoPreviousRevision { .. }
             | Self::RevisionNotFound { .. }
-            | Self::RolloutFailed { .. }
-            | Self::RolloutWaitTimedOut { .. }
             | Self::DeletionTimedOut { .. } => self.to_string(),
         }
     }
@@ -531,6 +546,30 @@ mod tests {
             ),
             (Error::TooManyStreams(3), Code::ResourceExhausted),
             (
+                Error::RolloutFailed {
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                    failure: "NEW_PODS_FAILING: IMAGE_PULL_FAILED: ...".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::RolloutWaitTimedOut {
+                    deployment: "ns/web".into(),
+                    wanted: "ROLLED_OUT",
+                    waited: Duration::from_secs(5),
+                    state: "PROGRESSING".into(),
+                },
+                Code::DeadlineExceeded,
+            ),
+            (
+                Error::DeploymentGone {
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                },
+                Code::NotFound,
+            ),
+            (
                 Error::Unauthenticated("token expired".into()),
                 Code::Unauthenticated,
             ),
@@ -574,13 +613,6 @@ mod tests {
                     conflicts: ".spec.replicas is owned by \"kubectl\"".into(),
                 },
                 Code::Aborted,
-            ),
-            (
-                Error::RolloutFailed {
-                    deployment: "ns/web".into(),
-                    failure: "NEW_PODS_FAILING: ...".into(),
-                },
-                Code::FailedPrecondition,
             ),
             (
                 Error::DeletionTimedOut {

@@ -7,6 +7,7 @@ mod deadline;
 mod deploy;
 pub mod deployments;
 pub mod limits;
+pub mod rollout;
 mod watch;
 
 use std::collections::BTreeSet;
@@ -65,8 +66,8 @@ pub struct DeployerService {
     audit: Arc<AuditLog>,
     settings: Arc<ServiceSettings>,
     streams: Arc<Semaphore>,
-    /// The tasks of the open WatchStatus streams, awaited by [`DeployerService::shutdown`].
-    stream_tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+    /// The tasks of the open streams, awaited by [`DeployerService::shutdown`].
+    stream_tasks: watch::StreamTasks,
     shutdown: signal::Receiver<bool>,
 }
 
@@ -97,7 +98,7 @@ impl DeployerService {
             audit,
             settings: Arc::new(settings),
             streams,
-            stream_tasks: Arc::default(),
+            stream_tasks: watch::StreamTasks::default(),
             shutdown,
         }
     }
@@ -301,6 +302,7 @@ mod method {
     pub(super) const LIST_PODS: &str = "deployer.v1.DeployerService/ListPods";
     pub(super) const DELETE_POD: &str = "deployer.v1.DeployerService/DeletePod";
     pub(super) const WATCH_STATUS: &str = "deployer.v1.DeployerService/WatchStatus";
+    pub(super) const WATCH_ROLLOUT: &str = "deployer.v1.DeploymentService/WatchRollout";
 }
 
 fn invalid(field: &str, description: impl Into<String>) -> Error {

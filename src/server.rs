@@ -25,8 +25,10 @@ use crate::audit::AuditLog;
 use crate::auth::layer::{AuthLayer, Authenticator};
 use crate::auth::{JwksSource, JwtSettings, JwtVerifier};
 use crate::grpc::deployments::DeploymentService;
+use crate::grpc::rollout::RolloutStreams;
 use crate::grpc::{DeployerService, ServiceSettings};
 use crate::hub::StatusHub;
+use crate::hub::rollout::RolloutHub;
 use crate::k8s::{ClusterDeployments, ClusterFeed, ClusterPods};
 use crate::policy::Policy;
 use crate::proto::deployer::v1::deployer_service_server::DeployerServiceServer;
@@ -309,7 +311,11 @@ impl Server {
         set_health(&health, ServingStatus::NotServing).await;
         let (reflection_v1, reflection_v1alpha) = reflection_services()?;
 
-        let hub = StatusHub::new(Arc::new(ClusterFeed::new(self.client.clone())));
+        let feed = Arc::new(ClusterFeed::new(self.client.clone()));
+        let hub = StatusHub::new(feed.clone());
+        // Its pods and Events come from the status hub's watches; its own Deployment and
+        // ReplicaSet watches start with a namespace's first rollout subscriber.
+        let rollout_hub = RolloutHub::new(feed, hub.clone());
         // Turned true when shutdown begins: every open stream ends with a final message.
         let (streams_stop, streams_stop_rx) = watch::channel(false);
         let deployer = DeployerService::new(
@@ -320,10 +326,12 @@ impl Server {
             self.settings.clone(),
             streams_stop_rx,
         );
+        let rollouts = RolloutStreams::new(deployer.clone(), rollout_hub);
 
         let deployments = DeploymentService::new(
             deployer.clone(),
             ClusterDeployments::new(self.client.clone()),
+            rollouts.clone(),
         );
 
         let (readiness_stop, readiness_stop_rx) = watch::channel(false);
@@ -352,6 +360,7 @@ impl Server {
             http_api,
             health_port,
             deployer: deployer.clone(),
+            rollouts: rollouts.clone(),
             audit: self.audit,
             shutdown_timeout: self.shutdown_timeout,
         };
@@ -540,6 +549,7 @@ struct Running {
     http_api: Option<SidePort>,
     health_port: Option<SidePort>,
     deployer: DeployerService,
+    rollouts: RolloutStreams,
     audit: Arc<AuditLog>,
     shutdown_timeout: Duration,
 }
@@ -579,8 +589,9 @@ impl Running {
             // Health calls are short; a health Watch stream would hold it open: cut it.
             health_port.stop(Duration::from_secs(1)).await;
         }
-        // Every stream has ended or been cut with its connection: its task, the hub's actors
-        // and their watches stop now.
+        // Every stream has ended or been cut with its connection: its task, the hubs' actors
+        // and their watches stop now, the rollout hub first since it follows the status hub.
+        self.rollouts.shutdown().await;
         self.deployer.shutdown().await;
         if let Some(tls_reload) = self.tls_reload {
             tls_reload.abort();

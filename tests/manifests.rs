@@ -485,13 +485,13 @@ async fn the_service_account_can_do_what_the_service_needs_and_nothing_more() {
             [
                 strings(&["apps"]),
                 strings(&["deployments"]),
-                strings(&["create", "patch", "get", "list", "delete"]),
+                strings(&["create", "patch", "get", "list", "watch", "delete"]),
                 vec![],
             ],
             [
                 strings(&["apps"]),
                 strings(&["replicasets"]),
-                strings(&["list"]),
+                strings(&["list", "watch"]),
                 vec![],
             ],
         ]
@@ -728,9 +728,9 @@ async fn the_service_does_its_job_with_its_own_service_account_and_nothing_more(
         .await
         .expect("DeletePod");
 
-    // The DeploymentService's whole job: apply (creating, exposing, waiting), read, list,
-    // scale, restart, list revisions, roll back, apply without expose (the Service goes),
-    // delete with wait.
+    // The DeploymentService's whole job: apply (creating, exposing, waiting on the rollout
+    // hub's shared Deployment and ReplicaSet watches), read, list, scale, restart, list
+    // revisions, roll back, apply without expose (the Service goes), delete with wait.
     let mut deployments = deployer.deployments();
     let app = unique("app");
     let apply = |image: &str, expose: bool| pb::ApplyDeploymentRequest {

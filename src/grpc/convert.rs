@@ -12,7 +12,7 @@ use crate::domain::workload::{
     EnvFromObject, EnvFromSource, EnvSource, HttpGet, HttpScheme, KeyRef, Probe, ProbeAction,
     ProbePort, Probes, TaintEffect, Toleration, TolerationOperator, Workload,
 };
-use crate::domain::{DeployInput, Health, PodEvent, Reason, Violations, WaitFor};
+use crate::domain::{DeployInput, Health, ObjectEvent, Reason, Violations, WaitFor};
 use crate::hub::PodView;
 use crate::proto::deployer::v1 as pb;
 
@@ -56,7 +56,7 @@ where
 }
 
 /// The names of a proto enum's values, for messages.
-trait EnumNames {
+pub(crate) trait EnumNames {
     fn names() -> Vec<&'static str>;
 }
 
@@ -81,11 +81,16 @@ enum_names! {
     pb::TaintEffect => [Unspecified, NoSchedule, PreferNoSchedule, NoExecute],
     pb::RolloutWaitFor => [Unspecified, None, RolledOut, Available],
     pb::StrategyType => [Unspecified, RollingUpdate, Recreate],
+    pb::RolloutUntil => [Unspecified, None, RolledOut, Terminal],
 }
 
-/// `until` of a WatchStatus request; INVALID_ARGUMENT naming the field for a number that is
-/// not an `Until`.
-pub fn until(value: i32) -> Result<pb::Until, Violations> {
+/// `until` of a WatchStatus request (an `Until`) or a WatchRollout request (a
+/// `RolloutUntil`); INVALID_ARGUMENT naming the field for a number that is not one of its
+/// values.
+pub(crate) fn until<E>(value: i32) -> Result<E, Violations>
+where
+    E: TryFrom<i32> + EnumNames,
+{
     let mut violations = Violations::default();
     let until = known(&mut violations, "until", value);
     match until {
@@ -469,11 +474,11 @@ impl From<&PodView> for pb::PodStatus {
     }
 }
 
-impl From<&PodEvent> for pb::PodEvent {
-    fn from(event: &PodEvent) -> Self {
+impl From<&ObjectEvent> for pb::PodEvent {
+    fn from(event: &ObjectEvent) -> Self {
         Self {
             namespace: event.namespace.clone(),
-            pod: event.pod.clone(),
+            pod: event.name.clone(),
             r#type: event.type_.clone(),
             reason: event.reason.clone(),
             message: event.message.clone(),
@@ -794,7 +799,11 @@ mod tests {
 
         assert_eq!(until(pb::Until::Terminal.into()), Ok(pb::Until::Terminal));
         assert_eq!(until(0), Ok(pb::Until::Unspecified));
-        let violations = until(99).expect_err("unknown");
+        assert_eq!(
+            until(pb::RolloutUntil::RolledOut.into()),
+            Ok(pb::RolloutUntil::RolledOut)
+        );
+        let violations = until::<pb::Until>(99).expect_err("unknown");
         assert_eq!(violations.0[0].field, "until");
         assert!(
             violations.0[0]

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::audit::AuditSubject;
@@ -14,12 +13,13 @@ use crate::domain::deployment::{
     DeploymentInput, DeploymentSpec, MAX_REPLICAS, validate_deployment,
 };
 use crate::domain::names::is_dns1123_label;
-use crate::domain::rollout::{DeploymentView, RolloutGoal, rollout_outcome};
+use crate::domain::rollout::{DeploymentView, RolloutGoal};
 use crate::domain::spec::{DEFAULT_WAIT_TIMEOUT, PodSecurityProfile};
 use crate::domain::{Caller, LabelSelector, Violations};
-use crate::grpc::convert::deployment::{change_cause, rollout_failure, rollout_phase_name};
+use crate::grpc::convert::deployment::change_cause;
 use crate::grpc::convert::{duration, timestamp};
 use crate::grpc::deadline::{self, DEADLINE_MARGIN, RETRY, bounded, call_limit};
+use crate::grpc::rollout::{RolloutStreams, WatchRolloutStream, wait_rollout};
 use crate::grpc::{Audited, CallInfo, DeployerService, invalid};
 use crate::k8s::ClusterDeployments;
 use crate::policy::Action;
@@ -35,8 +35,6 @@ const RETRY_CHANGE: &str = "the Deployment may or may not have been changed; che
 /// The same for DeleteDeployment.
 const RETRY_DELETE: &str =
     "the Deployment may or may not have been deleted; retry with allow_missing";
-/// How often the simple rollout wait reads the Deployment again.
-const WAIT_POLL: Duration = Duration::from_millis(500);
 /// Longest wait a request may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(3600);
 
@@ -60,6 +58,7 @@ mod method {
 pub struct DeploymentService {
     deployer: DeployerService,
     deployments: ClusterDeployments,
+    rollouts: RolloutStreams,
 }
 
 impl std::fmt::Debug for DeploymentService {
@@ -102,20 +101,18 @@ fn deployment(view: &DeploymentView) -> Option<pb::Deployment> {
     Some(pb::Deployment::from(view))
 }
 
-fn goal_name(goal: RolloutGoal) -> &'static str {
-    match goal {
-        RolloutGoal::RolledOut => "ROLLED_OUT",
-        RolloutGoal::Available => "AVAILABLE",
-    }
-}
-
 impl DeploymentService {
     /// The service, beside `deployer` (whose policy, audit log and settings it shares).
     #[must_use]
-    pub fn new(deployer: DeployerService, deployments: ClusterDeployments) -> Self {
+    pub fn new(
+        deployer: DeployerService,
+        deployments: ClusterDeployments,
+        rollouts: RolloutStreams,
+    ) -> Self {
         Self {
             deployer,
             deployments,
+            rollouts,
         }
     }
 
@@ -180,52 +177,23 @@ impl DeploymentService {
     }
 
     /// Wait until the rollout of `view`'s generation is over as `goal` asks, FAILED, or
-    /// `until` passes: the Deployment read again every [`WAIT_POLL`].
+    /// `until` passes, following the Deployment on the rollout hub (the namespace's shared
+    /// watches; no watch of its own).
     async fn wait_rollout(
         &self,
         view: DeploymentView,
         goal: RolloutGoal,
         until: Instant,
     ) -> Result<DeploymentView> {
-        let started = Instant::now();
-        let generation = view.state.generation;
-        let name = format!("{}/{}", view.state.namespace, view.state.name);
-        let mut view = view;
-        loop {
-            match rollout_outcome(&view.state, &view.rollout, generation, goal) {
-                Some(Ok(())) => return Ok(view),
-                Some(Err(())) => {
-                    return Err(Error::RolloutFailed {
-                        deployment: name,
-                        failure: rollout_failure(&view.rollout),
-                    });
-                }
-                None => {}
-            }
-            if Instant::now() + WAIT_POLL > until {
-                return Err(Error::RolloutWaitTimedOut {
-                    deployment: name,
-                    wanted: goal_name(goal),
-                    waited: started.elapsed(),
-                    state: format!(
-                        "{}: {}",
-                        rollout_phase_name(view.rollout.phase),
-                        view.rollout.message
-                    ),
-                });
-            }
-            tokio::time::sleep(WAIT_POLL).await;
-            let next = tokio::time::timeout_at(
-                until,
-                self.deployments
-                    .get(&view.state.namespace, &view.state.name),
-            )
-            .await;
-            match next {
-                Ok(next) => view = next?,
-                Err(_) => continue,
-            }
-        }
+        wait_rollout(
+            self.rollouts.hub(),
+            &view.state.namespace,
+            &view.state.name,
+            view.state.generation,
+            goal,
+            until,
+        )
+        .await
     }
 
     async fn delete(
@@ -615,13 +583,12 @@ impl pb::deployment_service_server::DeploymentService for DeploymentService {
             .map(Response::new)
     }
 
-    type WatchRolloutStream = ReceiverStream<std::result::Result<pb::WatchRolloutResponse, Status>>;
+    type WatchRolloutStream = WatchRolloutStream;
 
-    /// Helper C's; replaced at merge.
     async fn watch_rollout(
         &self,
-        _request: Request<pb::WatchRolloutRequest>,
+        request: Request<pb::WatchRolloutRequest>,
     ) -> std::result::Result<Response<Self::WatchRolloutStream>, Status> {
-        Err(Status::unimplemented("WatchRollout is not implemented yet"))
+        self.rollouts.watch_rollout(request).await
     }
 }

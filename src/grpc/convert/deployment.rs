@@ -6,9 +6,9 @@ use crate::domain::rollout::{
     ServiceState, Strategy,
 };
 use crate::domain::spec::Protocol;
-use crate::domain::{DeployInput, Violations};
-use crate::domain::{REQUEST_ID_LABEL, rollout};
+use crate::domain::{DeployInput, ObjectEvent, REQUEST_ID_LABEL, Violations, rollout};
 use crate::grpc::convert::{duration, known, timestamp};
+use crate::hub::rollout::RolloutSnapshot;
 use crate::proto::deployer::v1 as pb;
 
 impl From<RolloutPhase> for pb::RolloutPhase {
@@ -290,6 +290,35 @@ impl TryFrom<pb::ApplyDeploymentRequest> for DeploymentInput {
                 wait_for,
             }),
             _ => Err(violations),
+        }
+    }
+}
+
+impl From<&ObjectEvent> for pb::RolloutEvent {
+    fn from(event: &ObjectEvent) -> Self {
+        Self {
+            kind: event.kind.as_str().to_owned(),
+            name: event.name.clone(),
+            r#type: event.type_.clone(),
+            reason: event.reason.clone(),
+            message: event.message.clone(),
+            count: event.count,
+            last_time: timestamp(event.last_time),
+            source: event.source.clone(),
+        }
+    }
+}
+
+impl From<&RolloutSnapshot> for pb::RolloutSnapshot {
+    fn from(snapshot: &RolloutSnapshot) -> Self {
+        Self {
+            deployment: snapshot.deployment.as_deref().map(pb::Deployment::from),
+            pods: snapshot
+                .pods
+                .iter()
+                .map(|pod| pb::PodStatus::from(pod.as_ref()))
+                .collect(),
+            not_found: snapshot.deployment.is_none(),
         }
     }
 }
