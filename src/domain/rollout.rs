@@ -22,8 +22,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::domain::status::{Condition, Time};
-use crate::domain::{Assessment, Health, Reason};
+use crate::domain::status::{Condition, ContainerState, Time};
+use crate::domain::{Assessment, Health, PodState, Reason};
 
 /// The annotation that numbers a Deployment's and a ReplicaSet's revision.
 pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
@@ -292,16 +292,64 @@ pub struct RolloutStatus {
     pub new_replica_set: Option<String>,
 }
 
-/// The pods of a Deployment, as the rollout needs them: which ReplicaSet owns each, and its
-/// assessment.
+/// A pod of a Deployment, as the rollout needs it: its state and its assessment.
 #[derive(Debug, Clone, Copy)]
 pub struct PodOfRollout<'a> {
-    /// The owning ReplicaSet's name.
-    pub replica_set: Option<&'a str>,
-    /// The pod's assessment.
+    /// The pod.
+    pub state: &'a PodState,
+    /// Its assessment.
     pub assessment: &'a Assessment,
-    /// Deletion has begun.
-    pub deleting: bool,
+}
+
+/// How many restarts after failed runs make a pod that happens to be running between two
+/// crashes count as crash-looping: the kubelet's back-off has begun, so this is no one-off.
+const CRASH_LOOP_RESTARTS: i32 = 2;
+
+impl PodOfRollout<'_> {
+    /// The ReplicaSet that controls the pod, if any.
+    #[must_use]
+    pub fn replica_set(&self) -> Option<&str> {
+        self.state
+            .owners
+            .iter()
+            .find(|owner| owner.controller && owner.kind == "ReplicaSet")
+            .map(|owner| owner.name.as_str())
+    }
+
+    /// Why the pod will not come up by itself, if it will not: its assessment is FAILED
+    /// (image pull, invalid image, crash loop, config error), it cannot be scheduled, or it is
+    /// running between two crashes of a crash loop (the kubelet reports CrashLoopBackOff only
+    /// while it waits to restart, so without this a crash loop would read as failing and
+    /// progressing by turns).
+    fn failing(&self) -> Option<(Reason, String)> {
+        let assessment = self.assessment;
+        if assessment.health == Health::Failed || assessment.reason == Reason::Unschedulable {
+            return Some((assessment.reason, assessment.message.clone()));
+        }
+        if assessment.health != Health::Degraded {
+            return None;
+        }
+        self.state.containers.iter().find_map(|container| {
+            let ContainerState::Terminated {
+                exit_code, reason, ..
+            } = &container.last_state
+            else {
+                return None;
+            };
+            (container.restart_count >= CRASH_LOOP_RESTARTS && *exit_code != 0).then(|| {
+                let kind = if reason == "OOMKilled" {
+                    Reason::OomKilled
+                } else {
+                    Reason::CrashLoop
+                };
+                let message = format!(
+                    "container {} restarted {} times, last exit code {exit_code}",
+                    container.name, container.restart_count
+                );
+                (kind, message)
+            })
+        })
+    }
 }
 
 /// The ReplicaSet of the Deployment's current template: the one whose revision is the
@@ -433,26 +481,21 @@ pub fn assess_rollout(
     )
 }
 
-/// When every live pod of the new ReplicaSet has FAILED (or every one is unschedulable), the
+/// When every live pod of the new ReplicaSet is failing ([`PodOfRollout::failing`]), the
 /// reason and message of the first of them by name; `None` while any of them may still come
 /// up, or before it has pods.
 fn new_pods_failing(new_rs: &str, pods: &[PodOfRollout<'_>]) -> Option<(Reason, String)> {
     let mut new_pods = pods
         .iter()
-        .filter(|pod| pod.replica_set == Some(new_rs) && !pod.deleting)
+        .filter(|pod| pod.replica_set() == Some(new_rs) && !pod.state.deleting)
         .peekable();
     new_pods.peek()?;
-    let mut first: Option<&Assessment> = None;
+    let mut first = None;
     for pod in new_pods {
-        let assessment = pod.assessment;
-        let failing =
-            assessment.health == Health::Failed || assessment.reason == Reason::Unschedulable;
-        if !failing {
-            return None;
-        }
-        first.get_or_insert(assessment);
+        let failing = pod.failing()?;
+        first.get_or_insert(failing);
     }
-    first.map(|assessment| (assessment.reason, assessment.message.clone()))
+    first
 }
 
 /// Whether the rollout of `generation` (or a later one) is over as `wanted` asks; `None` while
@@ -527,6 +570,18 @@ mod tests {
             reason: Some(reason.into()),
             message: Some(format!("{type_} {reason}")),
             last_transition_time: None,
+        }
+    }
+
+    fn pod_of(replica_set: &str) -> PodState {
+        PodState {
+            name: format!("{replica_set}-pod"),
+            owners: vec![crate::domain::status::Owner {
+                kind: "ReplicaSet".into(),
+                name: replica_set.into(),
+                controller: true,
+            }],
+            ..PodState::default()
         }
     }
 
@@ -632,16 +687,15 @@ mod tests {
         let failed = assessment(Health::Failed, Reason::ImagePullFailed);
         let ready = assessment(Health::Ready, Reason::Completed);
         let sets = [rs("web-new", 2, 0), rs("web-old", 1, 3)];
+        let (new, old) = (pod_of("web-new"), pod_of("web-old"));
         let pods = [
             PodOfRollout {
-                replica_set: Some("web-new"),
+                state: &new,
                 assessment: &failed,
-                deleting: false,
             },
             PodOfRollout {
-                replica_set: Some("web-old"),
+                state: &old,
                 assessment: &ready,
-                deleting: false,
             },
         ];
         let status = assess_rollout(&d, &sets, &pods);
@@ -660,20 +714,68 @@ mod tests {
         let pending = assessment(Health::Pending, Reason::ContainerCreating);
         let pods = [
             PodOfRollout {
-                replica_set: Some("web-new"),
+                state: &new,
                 assessment: &failed,
-                deleting: false,
             },
             PodOfRollout {
-                replica_set: Some("web-new"),
+                state: &new,
                 assessment: &pending,
-                deleting: false,
             },
         ];
         assert_eq!(
             assess_rollout(&d, &sets, &pods).phase,
             RolloutPhase::Progressing
         );
+    }
+
+    #[test]
+    fn a_crash_loop_stays_failing_while_its_container_runs_between_crashes() {
+        let mut d = deployment();
+        d.updated = 1;
+        d.available = 0;
+        let sets = [rs("web-new", 2, 0)];
+        let mut pod = pod_of("web-new");
+        pod.containers.push(crate::domain::status::ContainerStatus {
+            name: "app".into(),
+            image: "crash.invalid/app:1".into(),
+            image_id: String::new(),
+            ready: false,
+            started: true,
+            restart_count: 3,
+            state: ContainerState::Running { started_at: None },
+            last_state: ContainerState::Terminated {
+                exit_code: 1,
+                signal: 0,
+                reason: "Error".into(),
+                message: String::new(),
+                started_at: None,
+                finished_at: None,
+            },
+        });
+        let running = assessment(Health::Degraded, Reason::NotReady);
+        let assess = |pod: &PodState| {
+            let pods = [PodOfRollout {
+                state: pod,
+                assessment: &running,
+            }];
+            assess_rollout(&d, &sets, &pods)
+        };
+        let status = assess(&pod);
+        assert_eq!(
+            (status.phase, status.pod_reason),
+            (RolloutPhase::Failed, Some(Reason::CrashLoop))
+        );
+        assert!(
+            status
+                .message
+                .contains("restarted 3 times, last exit code 1"),
+            "{}",
+            status.message
+        );
+
+        // One restart is not yet a loop.
+        pod.containers[0].restart_count = 1;
+        assert_eq!(assess(&pod).phase, RolloutPhase::Progressing);
     }
 
     #[test]

@@ -348,9 +348,8 @@ impl Rollouts {
         let pods: Vec<PodOfRollout<'_>> = pods
             .iter()
             .map(|pod| PodOfRollout {
-                replica_set: owning_replica_set(&pod.state),
+                state: &pod.state,
                 assessment: &pod.assessment,
-                deleting: pod.state.deleting,
             })
             .collect();
         let replica_sets = self

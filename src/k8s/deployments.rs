@@ -1074,15 +1074,7 @@ fn assemble(
     let pods: Vec<PodOfRollout<'_>> = states
         .iter()
         .zip(&assessments)
-        .map(|(state, assessment)| PodOfRollout {
-            replica_set: state
-                .owners
-                .iter()
-                .find(|o| o.kind == "ReplicaSet" && o.controller)
-                .map(|o| o.name.as_str()),
-            assessment,
-            deleting: state.deleting,
-        })
+        .map(|(state, assessment)| PodOfRollout { state, assessment })
         .collect();
     DeploymentView::new(
         deployment_state(deployment),
