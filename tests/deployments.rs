@@ -359,13 +359,15 @@ async fn a_deployment_lives_through_updates_rollbacks_scales_restarts_and_deleti
     assert_eq!(gone.code(), Code::NotFound);
 }
 
-/// A policy where "operator" may deploy and read but not scale.
+/// A policy where "operator" may deploy and read but not scale, and "tester" may reference
+/// the Secrets named app-* and every ConfigMap, nothing else.
 const POLICY: &str = r#"
 rules:
   - name: tester-everything
     subjects: [tester]
     namespaces: ["*"]
     actions: ["*"]
+    references: {secrets: ["app-*"], configMaps: ["*"]}
   - name: operator-deploys
     subjects: [operator]
     namespaces: ["*"]
@@ -581,4 +583,152 @@ async fn applies_expose_a_service_and_never_take_what_is_not_theirs() {
         .expect("allow_missing")
         .into_inner();
     assert!(allowed.deployment.is_none());
+}
+
+/// The pod template gets the workload fields as pods do, and the policy's references apply
+/// to Deployments too; an apply that waits on a rollout whose new pods cannot pull their
+/// image fails at once with the reason.
+#[tokio::test]
+async fn templates_carry_the_workload_fields_and_a_failing_rollout_fails_the_wait() {
+    let auth = TestAuth::shared();
+    let policy = auth
+        .dir
+        .join(format!("{}-policy.yaml", unique("templates")));
+    std::fs::write(&policy, POLICY).expect("write the policy");
+    let deployer = RunningDeployer::with(auth.config(Some(&policy), None))
+        .serving()
+        .await;
+    let admin = support::TestCluster::shared().client().await;
+    let namespace = support::create_namespace(&admin, "dep-template", &[]).await;
+    let mut client = deployer.deployments();
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let name = unique("cfg");
+
+    let secret_env = |secret: &str| pb::EnvVar {
+        name: "DB_PASSWORD".to_owned(),
+        value: String::new(),
+        value_from: Some(pb::EnvVarSource {
+            source: Some(pb::env_var_source::Source::SecretKey(pb::KeyReference {
+                name: secret.to_owned(),
+                key: "password".to_owned(),
+                optional: false,
+            })),
+        }),
+    };
+    let configured = |secret: &str| pb::ApplyDeploymentRequest {
+        env: vec![secret_env(secret)],
+        env_from: vec![pb::EnvFromSource {
+            prefix: "CFG_".to_owned(),
+            source: Some(pb::env_from_source::Source::ConfigMap(
+                "app-config".to_owned(),
+            )),
+            optional: true,
+        }],
+        ports: vec![pb::ContainerPort {
+            name: "http".to_owned(),
+            container_port: 8080,
+            ..pb::ContainerPort::default()
+        }],
+        probes: Some(pb::Probes {
+            readiness: Some(pb::Probe {
+                action: Some(pb::probe::Action::HttpGet(pb::HttpGetAction {
+                    path: "/healthz".to_owned(),
+                    port_name: "http".to_owned(),
+                    ..pb::HttpGetAction::default()
+                })),
+                period: Some(prost_types::Duration {
+                    seconds: 5,
+                    nanos: 0,
+                }),
+                ..pb::Probe::default()
+            }),
+            liveness: Some(pb::Probe {
+                action: Some(pb::probe::Action::TcpSocket(pb::TcpSocketAction {
+                    port: 8080,
+                    ..pb::TcpSocketAction::default()
+                })),
+                ..pb::Probe::default()
+            }),
+            startup: None,
+        }),
+        ..apply_request(&namespace, &name, "nginx:1.27")
+    };
+
+    // Allowed references: the template carries probes, env from a Secret key, envFrom.
+    apply(&mut client, configured("app-db")).await;
+    let live = deployments.get(&name).await.expect("the deployment");
+    let container = live
+        .spec
+        .expect("spec")
+        .template
+        .spec
+        .expect("pod spec")
+        .containers[0]
+        .clone();
+    let readiness = container.readiness_probe.expect("a readiness probe");
+    let http = readiness.http_get.expect("an HTTP GET probe");
+    assert_eq!(http.path.as_deref(), Some("/healthz"));
+    assert_eq!(
+        http.port,
+        k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("http".to_owned())
+    );
+    assert_eq!(readiness.period_seconds, Some(5));
+    assert!(
+        container
+            .liveness_probe
+            .and_then(|p| p.tcp_socket)
+            .is_some()
+    );
+    let env = container.env.expect("env");
+    let secret_ref = env[0]
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("a secretKeyRef");
+    assert_eq!(
+        (secret_ref.name.as_str(), secret_ref.key.as_str()),
+        ("app-db", "password")
+    );
+    let env_from = container.env_from.expect("envFrom");
+    assert_eq!(env_from[0].prefix.as_deref(), Some("CFG_"));
+    assert_eq!(
+        env_from[0].config_map_ref.as_ref().map(|c| c.name.as_str()),
+        Some("app-config")
+    );
+    let generation = deployments
+        .get(&name)
+        .await
+        .expect("the deployment")
+        .metadata
+        .generation;
+
+    // A Secret the policy does not let the caller reference: refused, nothing changes.
+    let refused = client
+        .apply_deployment(configured("other-db"))
+        .await
+        .expect_err("a Secret outside the allow-list");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("other-db") && refused.message().contains("references.secrets"),
+        "{refused:?}"
+    );
+    let after = deployments.get(&name).await.expect("the deployment");
+    assert_eq!(after.metadata.generation, generation, "nothing applied");
+
+    // An apply that waits for a rollout whose new pods cannot pull: FAILED_PRECONDITION with
+    // the rollout's and the pods' reasons, long before any progress deadline.
+    let failed = client
+        .apply_deployment(pb::ApplyDeploymentRequest {
+            wait_for: pb::RolloutWaitFor::RolledOut.into(),
+            replicas: Some(2),
+            ..apply_request(&namespace, &unique("broken"), "fail.invalid/app:1")
+        })
+        .await
+        .expect_err("the rollout fails");
+    assert_eq!(failed.code(), Code::FailedPrecondition, "{failed:?}");
+    assert!(
+        failed.message().contains("NEW_PODS_FAILING")
+            && failed.message().contains("IMAGE_PULL_FAILED"),
+        "{failed:?}"
+    );
 }

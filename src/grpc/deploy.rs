@@ -8,6 +8,7 @@ use tokio::time::Instant;
 
 use crate::domain::spec::{DeploySpec, PodSecurityProfile, resolve_profile};
 use crate::domain::validate::validate_deploy;
+use crate::domain::workload::Reference;
 use crate::domain::{Caller, DeployInput, ImageReference, PodState, WaitFor};
 use crate::grpc::DeployerService;
 use crate::grpc::convert::{health_name, reason_name};
@@ -67,7 +68,7 @@ impl DeployerService {
     ) -> Result<()> {
         self.check_namespace(&spec.namespace)?;
         self.authorize(caller, action, &spec.namespace)?;
-        self.check_references(caller, action, spec)?;
+        self.check_references(caller, action, &spec.namespace, spec.references())?;
         self.check_image(&spec.image)?;
         self.profile_for(spec, None).map(drop)
     }
@@ -75,19 +76,18 @@ impl DeployerService {
     /// Refuse references the policy does not allow: anyone who may create a pod could read
     /// any Secret of its namespace through it. Every refused reference is listed, each after
     /// the field that makes it.
-    fn check_references(&self, caller: &Caller, action: Action, spec: &DeploySpec) -> Result<()> {
-        let refused: Vec<String> = spec
-            .references()
+    pub(super) fn check_references(
+        &self,
+        caller: &Caller,
+        action: Action,
+        namespace: &str,
+        references: Vec<Reference>,
+    ) -> Result<()> {
+        let refused: Vec<String> = references
             .into_iter()
             .filter_map(|reference| {
                 self.policy
-                    .check_reference(
-                        caller,
-                        action,
-                        &spec.namespace,
-                        reference.kind,
-                        &reference.name,
-                    )
+                    .check_reference(caller, action, namespace, reference.kind, &reference.name)
                     .err()
                     .map(|denied| format!("{}: {denied}", reference.field))
             })
@@ -194,7 +194,7 @@ impl DeployerService {
     /// Refuse images the policy does not allow: a registry or repository outside the allowed
     /// ones is PERMISSION_DENIED; a reference of the wrong form (no digest where one is
     /// required, a denied tag) is FAILED_PRECONDITION.
-    fn check_image(&self, image: &ImageReference) -> Result<()> {
+    pub(super) fn check_image(&self, image: &ImageReference) -> Result<()> {
         match self.policy.check_image(image) {
             Ok(()) => Ok(()),
             Err(refused) => match refused.kind {

@@ -15,13 +15,14 @@ use crate::domain::deployment::{
 use crate::domain::names::is_dns1123_label;
 use crate::domain::rollout::{DeploymentView, RolloutGoal};
 use crate::domain::spec::{DEFAULT_WAIT_TIMEOUT, PodSecurityProfile};
-use crate::domain::{Caller, LabelSelector, Violations};
+use crate::domain::{Caller, ImageReference, LabelSelector, Violations};
 use crate::grpc::convert::deployment::change_cause;
 use crate::grpc::convert::{duration, timestamp};
 use crate::grpc::deadline::{self, DEADLINE_MARGIN, RETRY, bounded, call_limit};
 use crate::grpc::rollout::{RolloutStreams, WatchRolloutStream, wait_rollout};
 use crate::grpc::{Audited, CallInfo, DeployerService, invalid};
 use crate::k8s::ClusterDeployments;
+use crate::k8s::deployments::TemplateFacts;
 use crate::policy::Action;
 use crate::proto::deployer::v1 as pb;
 use crate::{Error, Result};
@@ -483,13 +484,32 @@ impl pb::deployment_service_server::DeploymentService for DeploymentService {
         let limit = self.deployer.call_limit(&request);
         let request = request.into_inner();
         let work = bounded(limit, RETRY_CHANGE, async {
-            self.deployer
+            let caller = self
+                .deployer
                 .admit(caller, Action::Rollback, &request.namespace)?;
+            let caller_ref = &caller;
             validate_name(&request.name)?;
             if request.to_revision < 0 {
                 return Err(invalid("to_revision", "must not be negative"));
             }
             let request_id = request_id(&request.request_id)?;
+            // The revision's template comes back only if it would be admitted today, for this
+            // caller: its image under the image policy, its references under the policy's.
+            let admit = |facts: &TemplateFacts| {
+                let image = ImageReference::parse(&facts.image).map_err(|problem| {
+                    Error::ImageNotAllowed(format!(
+                        "the image {:?} of that revision: {problem}",
+                        facts.image
+                    ))
+                })?;
+                self.deployer.check_image(&image)?;
+                self.deployer.check_references(
+                    caller_ref,
+                    Action::Rollback,
+                    &request.namespace,
+                    facts.references.clone(),
+                )
+            };
             let rolled_back = self
                 .deployments
                 .rollback(
@@ -497,6 +517,7 @@ impl pb::deployment_service_server::DeploymentService for DeploymentService {
                     &request.name,
                     request.to_revision,
                     request_id,
+                    admit,
                 )
                 .await?;
             Ok(pb::RollbackDeploymentResponse {

@@ -49,8 +49,10 @@ use crate::domain::rollout::{
 };
 use crate::domain::spec::PodSecurityProfile;
 use crate::domain::status::assess;
+use crate::domain::workload::{Reference, ReferenceKind};
 use crate::domain::{
-    LabelSelector, MANAGED_BY_LABEL, PodState, REQUEST_HASH_ANNOTATION, REQUEST_ID_LABEL,
+    CONTAINER_NAME, LabelSelector, MANAGED_BY_LABEL, PodState, REQUEST_HASH_ANNOTATION,
+    REQUEST_ID_LABEL,
 };
 use crate::k8s::convert::{deployment_state, pod_state, replica_set_state, service_state};
 use crate::k8s::pods::{api_error, build_pod, is_managed, managed_selector, status_code};
@@ -425,6 +427,78 @@ pub struct Applied {
     pub changed: bool,
     /// Whether it created the Deployment.
     pub created: bool,
+}
+
+/// What a rollback would bring back, for the same admission an apply gets: the image and
+/// the Secrets, ConfigMaps and ServiceAccount the old template references. The policy may
+/// have changed since that revision was applied, and the caller who rolls back may not be the
+/// one who applied it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateFacts {
+    /// The image of the template's container.
+    pub image: String,
+    /// What it references, each named by its field as the .proto would name it.
+    pub references: Vec<Reference>,
+}
+
+/// The [`TemplateFacts`] of a pod template.
+#[must_use]
+pub fn template_facts(template: &PodTemplateSpec) -> TemplateFacts {
+    let spec = template.spec.clone().unwrap_or_default();
+    let container = spec
+        .containers
+        .iter()
+        .find(|c| c.name == CONTAINER_NAME)
+        .or_else(|| spec.containers.first());
+    let reference = |field: String, kind, name: &str| Reference {
+        field,
+        kind,
+        name: name.to_owned(),
+    };
+    let mut references = Vec::new();
+    for (i, var) in container
+        .and_then(|c| c.env.as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let source = var.value_from.as_ref();
+        if let Some(key) = source.and_then(|s| s.secret_key_ref.as_ref()) {
+            let field = format!("env[{i}].value_from.secret_key");
+            references.push(reference(field, ReferenceKind::Secret, &key.name));
+        }
+        if let Some(key) = source.and_then(|s| s.config_map_key_ref.as_ref()) {
+            let field = format!("env[{i}].value_from.config_map_key");
+            references.push(reference(field, ReferenceKind::ConfigMap, &key.name));
+        }
+    }
+    let env_from = container.and_then(|c| c.env_from.as_ref());
+    for (i, source) in env_from.into_iter().flatten().enumerate() {
+        if let Some(secret) = &source.secret_ref {
+            let field = format!("env_from[{i}].secret");
+            references.push(reference(field, ReferenceKind::Secret, &secret.name));
+        }
+        if let Some(config_map) = &source.config_map_ref {
+            let field = format!("env_from[{i}].config_map");
+            references.push(reference(field, ReferenceKind::ConfigMap, &config_map.name));
+        }
+    }
+    for (i, secret) in spec.image_pull_secrets.iter().flatten().enumerate() {
+        let field = format!("image_pull_secrets[{i}]");
+        references.push(reference(field, ReferenceKind::Secret, &secret.name));
+    }
+    if let Some(account) = spec
+        .service_account_name
+        .as_deref()
+        .filter(|a| !a.is_empty())
+    {
+        let field = "service_account".to_owned();
+        references.push(reference(field, ReferenceKind::ServiceAccount, account));
+    }
+    TemplateFacts {
+        image: container.and_then(|c| c.image.clone()).unwrap_or_default(),
+        references,
+    }
 }
 
 /// The result of a rollback.
@@ -838,6 +912,7 @@ impl ClusterDeployments {
         name: &str,
         to_revision: i64,
         request_id: Option<&str>,
+        admit: impl FnOnce(&TemplateFacts) -> Result<()>,
     ) -> Result<RolledBack> {
         let live = self.managed(namespace, name).await?;
         self.refuse_paused(&live)?;
@@ -899,6 +974,11 @@ impl ClusterDeployments {
                     "skipped rollback: the template of revision {revision} is the current one"
                 ),
             });
+        }
+
+        // The old template is admitted as an apply's would be, before anything changes.
+        if let Some(old) = target.spec.as_ref().and_then(|s| s.template.as_ref()) {
+            admit(&template_facts(old))?;
         }
 
         let mut config = applied_config(&live);
