@@ -129,6 +129,11 @@ impl<S: Source> Link<S> {
         &self.source
     }
 
+    /// What the stream is opened from, to make other calls with its client.
+    pub(crate) fn source_mut(&mut self) -> &mut S {
+        &mut self.source
+    }
+
     /// The `--timeout` the deadline came from.
     pub(crate) fn limit(&self) -> Duration {
         self.deadline.map_or(Duration::ZERO, |(_, limit)| limit)

@@ -114,9 +114,10 @@ impl<'a> RolloutFollower<'a> {
                 }
                 Some(Kind::Heartbeat(_)) | None => None,
                 Some(Kind::End(end)) => match end.reason() {
-                    pb::EndReason::UntilMet => {
-                        Some(self.judge(out).unwrap_or_else(|| self.ended(phase, out)))
-                    }
+                    pb::EndReason::UntilMet => match self.judge(out) {
+                        Some(done) => Some(done),
+                        None => Some(self.ended(phase, out).await),
+                    },
                     pb::EndReason::DeploymentDeleted => Some(Err(self.deleted())),
                     // POD_DELETED ends WatchStatus streams only.
                     pb::EndReason::ServerShutdown
@@ -195,9 +196,29 @@ impl<'a> RolloutFollower<'a> {
         }
     }
 
-    /// The server says `until` is met but the last state seen does not settle it (a message
-    /// this client does not know carried it): the phase of the `end` decides.
-    fn ended(&self, phase: pb::RolloutPhase, out: &Output) -> Result<Success, Failure> {
+    /// The server says `until` is met but the last Deployment seen does not settle it: the
+    /// phase changed with a pod's change (a new pod failing), which the stream carries as the
+    /// messages' `phase` only. The Deployment's status, read again, says why; failing that,
+    /// the phase of the `end` decides.
+    async fn ended(&mut self, phase: pb::RolloutPhase, out: &Output) -> Result<Success, Failure> {
+        let request = pb::GetDeploymentRequest {
+            namespace: self.request().namespace.clone(),
+            name: self.request().name.clone(),
+        };
+        let fresh = self
+            .link
+            .source_mut()
+            .client
+            .get_deployment(request)
+            .await
+            .ok()
+            .and_then(|response| response.into_inner().deployment);
+        if let Some(fresh) = fresh {
+            self.deployment = Some(fresh);
+            if let Some(done) = self.judge(out) {
+                return done;
+            }
+        }
         let mut deployment = self.deployment.clone().unwrap_or_else(|| self.stub());
         let mut rollout = rollout_of(&deployment);
         rollout.phase = phase.into();
