@@ -1641,6 +1641,66 @@ mod tests {
     }
 
     #[test]
+    fn a_change_record_carries_only_its_own_details() {
+        let deployment = pb::Deployment {
+            namespace: "demo".into(),
+            name: "web".into(),
+            ..pb::Deployment::default()
+        };
+        let scaled = serde_json::to_value(Record {
+            r#type: "scaled",
+            seq: None,
+            time: now(),
+            body: ChangeBody {
+                changed: true,
+                created: None,
+                dry_run: None,
+                pod_security: None,
+                rolled_back_to: None,
+                message: "scaled deployment demo/web to 5 replicas".into(),
+                deployment: DeploymentJson::from(&deployment),
+            },
+        })
+        .expect("json");
+        assert_eq!(scaled["type"], "scaled");
+        assert_eq!(scaled["changed"], true);
+        assert_eq!(scaled["deployment"]["name"], "web");
+        for absent in [
+            "seq",
+            "created",
+            "dry_run",
+            "pod_security",
+            "rolled_back_to",
+        ] {
+            assert!(scaled.get(absent).is_none(), "{absent}: {scaled}");
+        }
+    }
+
+    #[test]
+    fn a_result_names_the_deployment_only_for_deployment_commands() {
+        let result = |deployment: Option<DeploymentJson>| {
+            serde_json::to_value(ResultJson {
+                r#type: "result",
+                time: now(),
+                ok: false,
+                exit_code: exit::POD_FAILED,
+                outcome: exit::ROLLOUT_FAILED,
+                code: None,
+                message: String::new(),
+                violations: Vec::new(),
+                pod: None,
+                deployment,
+                elapsed_ms: 0,
+            })
+            .expect("json")
+        };
+        assert!(result(None).get("deployment").is_none());
+        let with = result(Some(DeploymentJson::from(&pb::Deployment::default())));
+        assert_eq!(with["deployment"]["rollout"]["phase"], "UNSPECIFIED");
+        assert_eq!(with["pod"], serde_json::Value::Null);
+    }
+
+    #[test]
     fn auto_is_live_only_on_a_terminal() {
         assert_eq!(Mode::choose(OutputFormat::Auto, true), Mode::Live);
         assert_eq!(Mode::choose(OutputFormat::Auto, false), Mode::Plain);

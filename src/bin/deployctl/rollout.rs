@@ -18,6 +18,9 @@ use crate::exit::Failure;
 use crate::follow::{Link, Source, Stop};
 use crate::output::{Output, Success, phase_name, reason_name, rollout_of, rollout_reason_name};
 
+/// How long the Deployment may take to be read again at the end of a rollout.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The WatchRollout stream of a [`RolloutFollower`].
 pub(crate) struct RolloutSource<'a> {
     client: &'a mut DeploymentClient,
@@ -205,13 +208,11 @@ impl<'a> RolloutFollower<'a> {
             namespace: self.request().namespace.clone(),
             name: self.request().name.clone(),
         };
-        let fresh = self
-            .link
-            .source_mut()
-            .client
-            .get_deployment(request)
+        let lookup = self.link.source_mut().client.get_deployment(request);
+        let fresh = tokio::time::timeout(LOOKUP_TIMEOUT, lookup)
             .await
             .ok()
+            .and_then(Result::ok)
             .and_then(|response| response.into_inner().deployment);
         if let Some(fresh) = fresh {
             self.deployment = Some(fresh);
