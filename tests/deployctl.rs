@@ -909,7 +909,11 @@ async fn a_deployment_rolls_out_fails_fast_and_rolls_back() {
     .await;
     assert_eq!(undone.code, 0, "{undone:#?}");
     assert!(
-        line_with(&undone.lines(), &[&format!("deployment {web}: ")]).is_some(),
+        line_with(
+            &undone.lines(),
+            &[&format!("deployment {web}: rolled back to revision 1")]
+        )
+        .is_some(),
         "{undone:#?}"
     );
     assert!(
