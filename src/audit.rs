@@ -62,6 +62,9 @@ pub struct AuditSubject {
     pub namespace: String,
     /// Pod name (for Deploy, the pod created, once known).
     pub pod: String,
+    /// Deployment name (DeploymentService calls; for ApplyDeployment, the Deployment
+    /// applied, once known).
+    pub deployment: String,
     /// Label selector (ListPods, WatchStatus).
     pub selector: String,
     /// Image (Deploy).
@@ -101,6 +104,8 @@ struct Record<'a> {
     method: &'a str,
     namespace: &'a str,
     pod: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    deployment: &'a str,
     selector: &'a str,
     image: &'a str,
     request_id: &'a str,
@@ -212,6 +217,7 @@ impl AuditLog {
             method: event.method,
             namespace: &event.subject.namespace,
             pod: &event.subject.pod,
+            deployment: &event.subject.deployment,
             selector: &event.subject.selector,
             image: &event.subject.image,
             request_id: &event.subject.request_id,

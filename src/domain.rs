@@ -4,6 +4,7 @@
 //! from these types at their edges.
 
 pub mod caller;
+pub mod deployment;
 pub mod image;
 pub mod names;
 pub mod rollout;
@@ -11,13 +12,15 @@ pub mod selector;
 pub mod spec;
 pub mod status;
 pub mod validate;
+pub mod workload;
 
 pub use caller::{Caller, Credential};
 pub use image::ImageReference;
 pub use selector::LabelSelector;
 pub use spec::{DeployInput, DeploySpec, WaitFor};
-pub use status::{Assessment, Health, PodEvent, PodState, Reason};
+pub use status::{Assessment, Health, ObjectEvent, ObjectKind, PodState, Reason};
 pub use validate::{FieldViolation, Violations};
+pub use workload::Workload;
 
 /// The label every pod created by this service carries, and its value.
 pub const MANAGED_BY_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "k8s-deployer");

@@ -129,6 +129,40 @@ pub enum Error {
         state: String,
     },
 
+    /// While a caller waited for a rollout, it FAILED.
+    #[error("the rollout of deployment {namespace}/{name} failed: {failure}")]
+    RolloutFailed {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The rollout's reason and message, e.g. "NEW_PODS_FAILING: IMAGE_PULL_FAILED: ...".
+        failure: String,
+    },
+
+    /// A rollout's wait ran out before the rollout got where it was asked to (it goes on).
+    #[error("deployment {deployment} did not become {wanted} within {}: {state}", seconds(*waited))]
+    RolloutWaitTimedOut {
+        /// namespace/name.
+        deployment: String,
+        /// What was waited for (ROLLED_OUT, AVAILABLE).
+        wanted: &'static str,
+        /// How long.
+        waited: Duration,
+        /// Where the rollout was ("PROGRESSING: Waiting for deployment ..."), or that the
+        /// Deployment was not seen.
+        state: String,
+    },
+
+    /// The Deployment was deleted while a caller waited for its rollout.
+    #[error("deployment {namespace}/{name} was deleted while waiting for its rollout")]
+    DeploymentGone {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
     /// The namespace is not among those this deployer serves (`--namespace`).
     #[error("namespace {0:?} is not served by this deployer")]
     NamespaceNotServed(String),
@@ -178,6 +212,77 @@ pub enum Error {
         /// The admission's reason, e.g. `violates PodSecurity "restricted:latest": ...`.
         reason: String,
     },
+    /// The Deployment does not exist (or is not managed by this service, for reads).
+    #[error("deployment {namespace}/{name} not found")]
+    DeploymentNotFound {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
+    /// An object of that name exists that this service does not manage; it is left alone.
+    #[error("{kind} {namespace}/{name} exists and is not managed by k8s-deployer")]
+    ObjectNotManaged {
+        /// "Deployment" or "Service".
+        kind: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
+    /// Server-side apply found fields of the spec owned by another field manager; nothing
+    /// changed (the apply is never forced).
+    #[error("{kind} {namespace}/{name}: {conflicts}; nothing was changed")]
+    FieldConflict {
+        /// "Deployment" or "Service".
+        kind: &'static str,
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The fields and their managers, in our words from the Status causes.
+        conflicts: String,
+    },
+
+    /// The Deployment is paused: the change would not roll out.
+    #[error("deployment {namespace}/{name} is paused: resume it first")]
+    DeploymentPaused {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
+    /// A rollback found no revision before the current one.
+    #[error("deployment {namespace}/{name} has no previous revision to roll back to")]
+    NoPreviousRevision {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
+    /// A rollback named a revision that does not exist.
+    #[error("deployment {namespace}/{name} has no revision {revision}")]
+    RevisionNotFound {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+        /// The revision asked for.
+        revision: i64,
+    },
+
+    /// DeleteDeployment's wait ran out before everything was gone; the deletion goes on.
+    #[error("deployment {deployment} was not gone within {}; the deletion goes on", seconds(*waited))]
+    DeletionTimedOut {
+        /// namespace/name.
+        deployment: String,
+        /// How long.
+        waited: Duration,
+    },
 }
 
 impl Error {
@@ -191,8 +296,13 @@ impl Error {
             }
             Self::NamespaceNotFound(_) | Self::PodNotFound { .. } => tonic::Code::NotFound,
             Self::NameTaken { .. } => tonic::Code::AlreadyExists,
-            Self::NotManaged { .. } | Self::PodFailed { .. } => tonic::Code::FailedPrecondition,
-            Self::WaitTimedOut { .. } => tonic::Code::DeadlineExceeded,
+            Self::NotManaged { .. } | Self::PodFailed { .. } | Self::RolloutFailed { .. } => {
+                tonic::Code::FailedPrecondition
+            }
+            Self::WaitTimedOut { .. } | Self::RolloutWaitTimedOut { .. } => {
+                tonic::Code::DeadlineExceeded
+            }
+            Self::DeploymentGone { .. } => tonic::Code::NotFound,
             Self::TooManyStreams(_) => tonic::Code::ResourceExhausted,
             Self::NamespaceNotServed(_) | Self::Forbidden(_) | Self::ImageNotAllowed(_) => {
                 tonic::Code::PermissionDenied
@@ -205,6 +315,14 @@ impl Error {
                 tonic::Code::Unavailable
             }
             Self::WatchForbidden(_) => tonic::Code::PermissionDenied,
+            Self::DeploymentNotFound { .. } | Self::RevisionNotFound { .. } => {
+                tonic::Code::NotFound
+            }
+            Self::ObjectNotManaged { .. }
+            | Self::DeploymentPaused { .. }
+            | Self::NoPreviousRevision { .. } => tonic::Code::FailedPrecondition,
+            Self::FieldConflict { .. } => tonic::Code::Aborted,
+            Self::DeletionTimedOut { .. } => tonic::Code::DeadlineExceeded,
         }
     }
 }
@@ -313,6 +431,9 @@ impl Error {
             | Self::PodTooLarge { .. }
             | Self::PodFailed { .. }
             | Self::WaitTimedOut { .. }
+            | Self::RolloutFailed { .. }
+            | Self::RolloutWaitTimedOut { .. }
+            | Self::DeploymentGone { .. }
             | Self::CallTimedOut { .. }
             | Self::TooManyStreams(_)
             | Self::NamespaceNotServed(_)
@@ -323,7 +444,14 @@ impl Error {
             | Self::Forbidden(_)
             | Self::ImageNotAllowed(_)
             | Self::ImageRefused(_)
-            | Self::PodSecurityRejected { .. } => self.to_string(),
+            | Self::PodSecurityRejected { .. }
+            | Self::DeploymentNotFound { .. }
+            | Self::ObjectNotManaged { .. }
+            | Self::FieldConflict { .. }
+            | Self::DeploymentPaused { .. }
+            | Self::NoPreviousRevision { .. }
+            | Self::RevisionNotFound { .. }
+            | Self::DeletionTimedOut { .. } => self.to_string(),
         }
     }
 }
@@ -418,6 +546,30 @@ mod tests {
             ),
             (Error::TooManyStreams(3), Code::ResourceExhausted),
             (
+                Error::RolloutFailed {
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                    failure: "NEW_PODS_FAILING: IMAGE_PULL_FAILED: ...".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::RolloutWaitTimedOut {
+                    deployment: "ns/web".into(),
+                    wanted: "ROLLED_OUT",
+                    waited: Duration::from_secs(5),
+                    state: "PROGRESSING".into(),
+                },
+                Code::DeadlineExceeded,
+            ),
+            (
+                Error::DeploymentGone {
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                },
+                Code::NotFound,
+            ),
+            (
                 Error::Unauthenticated("token expired".into()),
                 Code::Unauthenticated,
             ),
@@ -438,6 +590,37 @@ mod tests {
                 Code::FailedPrecondition,
             ),
             (Error::ShuttingDown, Code::Unavailable),
+            (
+                Error::DeploymentNotFound {
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                },
+                Code::NotFound,
+            ),
+            (
+                Error::ObjectNotManaged {
+                    kind: "Service",
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                },
+                Code::FailedPrecondition,
+            ),
+            (
+                Error::FieldConflict {
+                    kind: "Deployment",
+                    namespace: "ns".into(),
+                    name: "web".into(),
+                    conflicts: ".spec.replicas is owned by \"kubectl\"".into(),
+                },
+                Code::Aborted,
+            ),
+            (
+                Error::DeletionTimedOut {
+                    deployment: "ns/web".into(),
+                    waited: Duration::from_secs(1),
+                },
+                Code::DeadlineExceeded,
+            ),
             (
                 Error::CallTimedOut {
                     after: Duration::from_secs(10),

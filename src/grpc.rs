@@ -1,10 +1,13 @@
 //! The gRPC face of the service: [`DeployerService`] implements `deployer.v1.DeployerService`
-//! on top of the Kubernetes adapter ([`ClusterPods`]) and the [`StatusHub`].
+//! on top of the Kubernetes adapter ([`ClusterPods`]) and the [`StatusHub`];
+//! [`deployments::DeploymentService`] implements `deployer.v1.DeploymentService` beside it.
 
 pub mod convert;
 mod deadline;
 mod deploy;
+pub mod deployments;
 pub mod limits;
+pub mod rollout;
 mod watch;
 
 use std::collections::BTreeSet;
@@ -63,8 +66,8 @@ pub struct DeployerService {
     audit: Arc<AuditLog>,
     settings: Arc<ServiceSettings>,
     streams: Arc<Semaphore>,
-    /// The tasks of the open WatchStatus streams, awaited by [`DeployerService::shutdown`].
-    stream_tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+    /// The tasks of the open streams, awaited by [`DeployerService::shutdown`].
+    stream_tasks: watch::StreamTasks,
     shutdown: signal::Receiver<bool>,
 }
 
@@ -95,7 +98,7 @@ impl DeployerService {
             audit,
             settings: Arc::new(settings),
             streams,
-            stream_tasks: Arc::default(),
+            stream_tasks: watch::StreamTasks::default(),
             shutdown,
         }
     }
@@ -160,9 +163,14 @@ impl DeployerService {
         let subject = call.caller.as_ref().map(|c| c.subject.as_str());
         let (result, code, reason) = match result {
             Ok(value) => {
-                if let Some(pod) = pod_of(&value) {
-                    tracing::Span::current().record("name", pod.as_str());
-                    call.subject.pod = pod;
+                if let Some(name) = pod_of(&value) {
+                    tracing::Span::current().record("name", name.as_str());
+                    // A DeploymentService call names a Deployment, the others a pod.
+                    if call.method.starts_with(deployments::SERVICE_PREFIX) {
+                        call.subject.deployment = name;
+                    } else {
+                        call.subject.pod = name;
+                    }
                 }
                 tracing::info!(method, subject, elapsed_ms, code = "OK", "call");
                 (Ok(value), tonic::Code::Ok, String::new())
@@ -294,6 +302,7 @@ mod method {
     pub(super) const LIST_PODS: &str = "deployer.v1.DeployerService/ListPods";
     pub(super) const DELETE_POD: &str = "deployer.v1.DeployerService/DeletePod";
     pub(super) const WATCH_STATUS: &str = "deployer.v1.DeployerService/WatchStatus";
+    pub(super) const WATCH_ROLLOUT: &str = "deployer.v1.DeploymentService/WatchRollout";
 }
 
 fn invalid(field: &str, description: impl Into<String>) -> Error {

@@ -18,7 +18,9 @@ use tokio::task::{AbortHandle, JoinSet};
 use tracing::Instrument as _;
 
 use crate::domain::status::assess;
-use crate::domain::{Assessment, Health, LabelSelector, PodEvent, PodState, Reason};
+use crate::domain::{Assessment, Health, LabelSelector, ObjectEvent, ObjectKind, PodState, Reason};
+
+pub mod rollout;
 
 /// How many updates a subscriber may have waiting before it is marked for a resync.
 pub const SUBSCRIBER_BUFFER: usize = 64;
@@ -40,10 +42,11 @@ pub enum FeedUpdate {
     PodsRelisted,
     /// A pod is gone.
     PodDeleted(PodState),
-    /// An Event about a pod. `listed` when it came from a (re)list rather than as it happened.
+    /// An Event about a pod, a ReplicaSet or a Deployment. `listed` when it came from a
+    /// (re)list rather than as it happened.
     Event {
         /// The event.
-        event: PodEvent,
+        event: ObjectEvent,
         /// From a list, not live.
         listed: bool,
     },
@@ -139,6 +142,9 @@ pub enum Filter {
     Name(String),
     /// The managed pods whose labels match.
     Selector(LabelSelector),
+    /// Every managed pod, and the Events about pods, ReplicaSets and Deployments: what the
+    /// [`rollout::RolloutHub`] follows. The other filters get Events about pods only.
+    Rollouts,
 }
 
 impl Filter {
@@ -146,6 +152,7 @@ impl Filter {
         match self {
             Self::Name(name) => &state.name == name,
             Self::Selector(selector) => selector.matches(&state.labels),
+            Self::Rollouts => true,
         }
     }
 }
@@ -165,8 +172,9 @@ pub enum Update {
     Pod(Arc<PodView>),
     /// A matching pod is gone.
     Deleted(Arc<PodView>),
-    /// An Event about a matching pod.
-    Event(Arc<PodEvent>),
+    /// An Event about a matching pod (and, for [`Filter::Rollouts`], about a ReplicaSet or
+    /// a Deployment).
+    Event(Arc<ObjectEvent>),
     /// After falling behind: the full current state, replacing all before it.
     Resync {
         /// The pods.
@@ -191,15 +199,91 @@ pub struct StatusHub {
 
 struct HubInner {
     feed: Arc<dyn NamespaceFeed>,
-    state: Mutex<HubState>,
+    actors: Actors<NamespaceHandle>,
 }
 
-struct HubState {
-    namespaces: HashMap<String, NamespaceHandle>,
-    /// The namespace actors, awaited by [`StatusHub::shutdown`].
-    actors: JoinSet<()>,
-    /// Set by [`StatusHub::shutdown`]: no namespace starts after it.
+/// The actors of the namespaces in use, one per namespace, with the handles that reach them:
+/// the bookkeeping every hub shares.
+pub(crate) struct Actors<H> {
+    state: Mutex<ActorsState<H>>,
+}
+
+struct ActorsState<H> {
+    namespaces: HashMap<String, H>,
+    /// The namespace actors, awaited by [`Actors::shutdown`].
+    tasks: JoinSet<()>,
+    /// Set by [`Actors::shutdown`]: no namespace starts after it.
     closed: bool,
+}
+
+/// What [`Actors`] needs of a namespace actor's handle.
+pub(crate) trait ActorHandle: Clone {
+    /// Whether the actor still takes commands. An actor only ends on shutdown or when what
+    /// feeds it failed; the next subscription then starts a new one.
+    fn is_running(&self) -> bool;
+}
+
+impl<H: ActorHandle> Actors<H> {
+    pub(crate) fn new() -> Self {
+        Self {
+            state: Mutex::new(ActorsState {
+                namespaces: HashMap::new(),
+                tasks: JoinSet::new(),
+                closed: false,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ActorsState<H>> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The handle of `namespace`'s actor. When none runs, `start` makes the handle and the
+    /// actor's future, which is spawned (`start` runs under the lock: it must not block).
+    pub(crate) fn get_or_start<F>(
+        &self,
+        namespace: &str,
+        start: impl FnOnce() -> (H, F),
+    ) -> Result<H, SubscribeError>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut state = self.state();
+        if state.closed {
+            return Err(SubscribeError::Closed);
+        }
+        if let Some(handle) = state.namespaces.get(namespace)
+            && handle.is_running()
+        {
+            return Ok(handle.clone());
+        }
+        while let Some(ended) = state.tasks.try_join_next() {
+            log_actor_end(ended);
+        }
+        let (handle, actor) = start();
+        state.tasks.spawn(actor);
+        state
+            .namespaces
+            .insert(namespace.to_owned(), handle.clone());
+        Ok(handle)
+    }
+
+    /// Stop every actor and wait until they have ended; nothing starts after this.
+    pub(crate) async fn shutdown(&self) {
+        let mut tasks = {
+            let mut state = self.state();
+            state.closed = true;
+            state.namespaces.clear();
+            std::mem::take(&mut state.tasks)
+        };
+        // The actors hold no state worth saving: abort them (their feeds stop with them).
+        tasks.abort_all();
+        while let Some(ended) = tasks.join_next().await {
+            log_actor_end(ended);
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -208,11 +292,20 @@ struct NamespaceHandle {
     synced: watch::Receiver<bool>,
 }
 
-struct Subscribe {
-    filter: Filter,
-    reply: oneshot::Sender<Result<Subscription, SubscribeError>>,
-    asked: tokio::time::Instant,
+impl ActorHandle for NamespaceHandle {
+    fn is_running(&self) -> bool {
+        self.commands.is_running()
+    }
 }
+
+/// An actor reached by a channel of commands runs while the channel is open.
+impl<T> ActorHandle for mpsc::Sender<T> {
+    fn is_running(&self) -> bool {
+        !self.is_closed()
+    }
+}
+
+type Subscribe = Pending<Filter, Subscription>;
 
 impl std::fmt::Debug for StatusHub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -227,65 +320,38 @@ impl StatusHub {
         Self {
             inner: Arc::new(HubInner {
                 feed,
-                state: Mutex::new(HubState {
-                    namespaces: HashMap::new(),
-                    actors: JoinSet::new(),
-                    closed: false,
-                }),
+                actors: Actors::new(),
             }),
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, HubState> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// The namespace's handle, starting its feed and actor on first use.
     fn namespace(&self, namespace: &str) -> Result<NamespaceHandle, SubscribeError> {
-        let mut state = self.state();
-        if state.closed {
-            return Err(SubscribeError::Closed);
-        }
-        if let Some(handle) = state.namespaces.get(namespace)
-            && !handle.commands.is_closed()
-        {
-            return Ok(handle.clone());
-        }
-        // An actor only ends on shutdown or when its feed failed: collect what has ended.
-        while let Some(ended) = state.actors.try_join_next() {
-            log_actor_end(ended);
-        }
-        let (updates_tx, updates_rx) = mpsc::channel(1024);
-        let (commands_tx, commands_rx) = mpsc::channel(256);
-        let (synced_tx, synced_rx) = watch::channel(false);
-        let feed = self.inner.feed.start(namespace, updates_tx);
-        let actor = NamespaceActor {
-            namespace: namespace.to_owned(),
-            pods: BTreeMap::new(),
-            listed: None,
-            seen_events: HashMap::new(),
-            subscribers: Vec::new(),
-            pending: Vec::new(),
-            last_failure: None,
-            synced: synced_tx,
-            _feed: feed,
-        };
-        state.actors.spawn(
-            actor
+        self.inner.actors.get_or_start(namespace, || {
+            let (updates_tx, updates_rx) = mpsc::channel(1024);
+            let (commands_tx, commands_rx) = mpsc::channel(256);
+            let (synced_tx, synced_rx) = watch::channel(false);
+            let feed = self.inner.feed.start(namespace, updates_tx);
+            let actor = NamespaceActor {
+                namespace: namespace.to_owned(),
+                pods: BTreeMap::new(),
+                listed: None,
+                seen_events: HashMap::new(),
+                subscribers: Subscribers::new(),
+                pending: PendingList::new(),
+                last_failure: None,
+                synced: synced_tx,
+                _feed: feed,
+            };
+            let handle = NamespaceHandle {
+                commands: commands_tx,
+                synced: synced_rx,
+            };
+            let actor = actor
                 .run(updates_rx, commands_rx)
-                .instrument(tracing::info_span!("status_hub", namespace = %namespace)),
-        );
-        let handle = NamespaceHandle {
-            commands: commands_tx,
-            synced: synced_rx,
-        };
-        state
-            .namespaces
-            .insert(namespace.to_owned(), handle.clone());
-        Ok(handle)
+                .instrument(tracing::info_span!("status_hub", namespace = %namespace));
+            (handle, actor)
+        })
     }
 
     /// Start watching a namespace now (for the namespaces served from start-up) and wait
@@ -303,17 +369,7 @@ impl StatusHub {
     /// channels close, so their streams end; a subscription asked for after this fails with
     /// [`SubscribeError::Closed`].
     pub async fn shutdown(&self) {
-        let mut actors = {
-            let mut state = self.state();
-            state.closed = true;
-            state.namespaces.clear();
-            std::mem::take(&mut state.actors)
-        };
-        // The actors hold no state worth saving: abort them (their feeds stop with them).
-        actors.abort_all();
-        while let Some(ended) = actors.join_next().await {
-            log_actor_end(ended);
-        }
+        self.inner.actors.shutdown().await;
     }
 
     /// Subscribe to the pods of `namespace` that `filter` selects. Answers once the
@@ -329,19 +385,23 @@ impl StatusHub {
         filter: Filter,
     ) -> Result<Subscription, SubscribeError> {
         let handle = self.namespace(namespace)?;
-        let (reply, answer) = oneshot::channel();
-        let asked = tokio::time::Instant::now();
-        handle
-            .commands
-            .send(Subscribe {
-                filter,
-                reply,
-                asked,
-            })
-            .await
-            .map_err(|_| SubscribeError::Closed)?;
-        answer.await.map_err(|_| SubscribeError::Closed)?
+        ask(&handle.commands, filter).await
     }
+}
+
+/// Ask a namespace actor for a subscription to what `filter` selects, and wait for its
+/// answer.
+async fn ask<F, S>(commands: &mpsc::Sender<Pending<F, S>>, filter: F) -> Result<S, SubscribeError> {
+    let (reply, answer) = oneshot::channel();
+    commands
+        .send(Pending {
+            filter,
+            reply,
+            asked: tokio::time::Instant::now(),
+        })
+        .await
+        .map_err(|_| SubscribeError::Closed)?;
+    answer.await.map_err(|_| SubscribeError::Closed)?
 }
 
 /// A namespace actor that ended other than by being aborted: a panic is a bug worth a log.
@@ -353,10 +413,157 @@ fn log_actor_end(ended: Result<(), tokio::task::JoinError>) {
     }
 }
 
-struct Subscriber {
-    filter: Filter,
-    tx: mpsc::Sender<Update>,
+/// A subscription asked for and not answered yet: what it follows, and where the answer goes.
+pub(crate) struct Pending<F, S> {
+    pub(crate) filter: F,
+    pub(crate) reply: oneshot::Sender<Result<S, SubscribeError>>,
+    pub(crate) asked: tokio::time::Instant,
+}
+
+/// The subscriptions that wait for a namespace's first list.
+pub(crate) struct PendingList<F, S>(Vec<Pending<F, S>>);
+
+impl<F, S> PendingList<F, S> {
+    pub(crate) fn new() -> Self {
+        Self(Vec::new())
+    }
+
+    pub(crate) fn push(&mut self, pending: Pending<F, S>) {
+        self.0.push(pending);
+    }
+
+    /// Every waiting subscription, for an answer now.
+    pub(crate) fn take(&mut self) -> Vec<Pending<F, S>> {
+        std::mem::take(&mut self.0)
+    }
+
+    /// Fail every waiting subscription with `error`.
+    pub(crate) fn refuse(&mut self, error: &SubscribeError) {
+        for pending in self.take() {
+            let _ = pending.reply.send(Err(error.clone()));
+        }
+    }
+
+    /// Fail the subscriptions that waited [`SYNC_TIMEOUT`], saying why (`last_failure`).
+    pub(crate) fn expire(&mut self, last_failure: Option<&str>) {
+        if self.0.is_empty() {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let (expired, waiting): (Vec<_>, Vec<_>) = self
+            .take()
+            .into_iter()
+            .partition(|s| now.duration_since(s.asked) >= SYNC_TIMEOUT);
+        self.0 = waiting;
+        let why = last_failure.unwrap_or("no answer from the API server");
+        for pending in expired {
+            let _ = pending
+                .reply
+                .send(Err(SubscribeError::NotSynced(why.to_owned())));
+        }
+    }
+}
+
+/// The subscribers of a namespace actor, each with its bounded channel, and the rule that
+/// keeps the actor from ever waiting for one: a full channel drops the change and marks its
+/// subscriber for a resync, sent (built by the actor's `resync`) as soon as there is room.
+pub(crate) struct Subscribers<F, U> {
+    list: Vec<Subscriber<F, U>>,
+}
+
+struct Subscriber<F, U> {
+    filter: F,
+    tx: mpsc::Sender<U>,
     needs_resync: bool,
+}
+
+impl<F, U: Clone> Subscribers<F, U> {
+    pub(crate) fn new() -> Self {
+        Self { list: Vec::new() }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// Answer `pending` with a fresh channel that holds `first` (the snapshot).
+    pub(crate) fn add<S>(
+        &mut self,
+        pending: Pending<F, S>,
+        first: U,
+        subscription: impl FnOnce(mpsc::Receiver<U>) -> S,
+    ) {
+        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
+        // A fresh channel has room for the snapshot.
+        let _ = tx.try_send(first);
+        if pending.reply.send(Ok(subscription(rx))).is_ok() {
+            self.list.push(Subscriber {
+                filter: pending.filter,
+                tx,
+                needs_resync: false,
+            });
+        }
+    }
+
+    /// Send `update` to every subscriber whose filter is `wanted`; one that owes a resync
+    /// gets `resync(filter)` instead, which carries this change too.
+    pub(crate) fn send_where(
+        &mut self,
+        wanted: impl Fn(&F) -> bool,
+        update: &U,
+        resync: impl Fn(&F) -> U,
+    ) {
+        let mut closed = false;
+        for subscriber in &mut self.list {
+            if !wanted(&subscriber.filter) {
+                continue;
+            }
+            if subscriber.needs_resync {
+                closed |= subscriber.resync(&resync);
+                continue;
+            }
+            match subscriber.tx.try_send(update.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => subscriber.needs_resync = true,
+                Err(mpsc::error::TrySendError::Closed(_)) => closed = true,
+            }
+        }
+        if closed {
+            self.list.retain(|s| !s.tx.is_closed());
+        }
+    }
+
+    /// Owe every subscriber a resync (what fed the actor was replaced), and try to send it.
+    pub(crate) fn resync_all(&mut self, resync: impl Fn(&F) -> U) {
+        for subscriber in &mut self.list {
+            subscriber.needs_resync = true;
+        }
+        self.retry_resyncs(resync);
+    }
+
+    /// Try again the resyncs owed; forget the subscribers that left.
+    pub(crate) fn retry_resyncs(&mut self, resync: impl Fn(&F) -> U) {
+        for subscriber in &mut self.list {
+            if subscriber.needs_resync {
+                subscriber.resync(&resync);
+            }
+        }
+        self.list.retain(|s| !s.tx.is_closed());
+    }
+}
+
+impl<F, U> Subscriber<F, U> {
+    /// Try to send the resync; true when the channel is closed.
+    fn resync(&mut self, resync: &impl Fn(&F) -> U) -> bool {
+        match self.tx.try_send(resync(&self.filter)) {
+            Ok(()) => {
+                self.needs_resync = false;
+                false
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => true,
+        }
+    }
 }
 
 struct NamespaceActor {
@@ -366,14 +573,34 @@ struct NamespaceActor {
     listed: Option<HashSet<String>>,
     /// Event uid -> resourceVersion, to drop the repeats a relist brings.
     seen_events: HashMap<String, String>,
-    subscribers: Vec<Subscriber>,
+    subscribers: Subscribers<Filter, Update>,
     /// Subscriptions asked for before the first list completed.
-    pending: Vec<Subscribe>,
+    pending: PendingList<Filter, Subscription>,
     /// The last failure of the pod watch before the first list completed.
     last_failure: Option<String>,
     synced: watch::Sender<bool>,
     /// Stops the namespace's feed when the actor ends.
     _feed: FeedGuard,
+}
+
+/// The pods `filter` selects, and whether a pod followed by name is missing.
+fn snapshot(pods: &BTreeMap<String, Arc<PodView>>, filter: &Filter) -> (Vec<Arc<PodView>>, bool) {
+    let pods: Vec<Arc<PodView>> = match filter {
+        Filter::Name(name) => pods.get(name).cloned().into_iter().collect(),
+        Filter::Selector(_) | Filter::Rollouts => pods
+            .values()
+            .filter(|view| filter.matches(&view.state))
+            .cloned()
+            .collect(),
+    };
+    let not_found = matches!(filter, Filter::Name(_)) && pods.is_empty();
+    (pods, not_found)
+}
+
+/// The resync of a subscriber that fell behind.
+fn resync(pods: &BTreeMap<String, Arc<PodView>>, filter: &Filter) -> Update {
+    let (pods, not_found) = snapshot(pods, filter);
+    Update::Resync { pods, not_found }
 }
 
 impl NamespaceActor {
@@ -403,40 +630,16 @@ impl NamespaceActor {
         *self.synced.borrow()
     }
 
-    fn snapshot(&self, filter: &Filter) -> (Vec<Arc<PodView>>, bool) {
-        let pods: Vec<Arc<PodView>> = match filter {
-            Filter::Name(name) => self.pods.get(name).cloned().into_iter().collect(),
-            Filter::Selector(_) => self
-                .pods
-                .values()
-                .filter(|view| filter.matches(&view.state))
-                .cloned()
-                .collect(),
-        };
-        let not_found = matches!(filter, Filter::Name(_)) && pods.is_empty();
-        (pods, not_found)
-    }
-
     fn subscribe(&mut self, subscribe: Subscribe) {
         if !self.synced() {
             self.pending.push(subscribe);
             return;
         }
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_BUFFER);
-        let (pods, not_found) = self.snapshot(&subscribe.filter);
-        // A fresh channel has room for the snapshot.
-        let _ = tx.try_send(Update::Snapshot { pods, not_found });
-        if subscribe
-            .reply
-            .send(Ok(Subscription { updates: rx }))
-            .is_ok()
-        {
-            self.subscribers.push(Subscriber {
-                filter: subscribe.filter,
-                tx,
-                needs_resync: false,
+        let (pods, not_found) = snapshot(&self.pods, &subscribe.filter);
+        self.subscribers
+            .add(subscribe, Update::Snapshot { pods, not_found }, |updates| {
+                Subscription { updates }
             });
-        }
     }
 
     fn apply(&mut self, update: FeedUpdate) {
@@ -455,11 +658,8 @@ impl NamespaceActor {
                 if !self.synced() {
                     // Forbidden will not pass by itself: tell the waiting callers now.
                     if code == Some(403) {
-                        for subscribe in std::mem::take(&mut self.pending) {
-                            let _ = subscribe
-                                .reply
-                                .send(Err(SubscribeError::Forbidden(message.clone())));
-                        }
+                        self.pending
+                            .refuse(&SubscribeError::Forbidden(message.clone()));
                     }
                     self.last_failure = Some(message);
                 }
@@ -510,13 +710,13 @@ impl NamespaceActor {
         if !self.synced() {
             tracing::info!(pods = self.pods.len(), "namespace synced");
             self.synced.send_replace(true);
-            for subscribe in std::mem::take(&mut self.pending) {
+            for subscribe in self.pending.take() {
                 self.subscribe(subscribe);
             }
         }
     }
 
-    fn event(&mut self, event: PodEvent, listed: bool) {
+    fn event(&mut self, event: ObjectEvent, listed: bool) {
         let version = self.seen_events.get(&event.uid);
         if version.is_some_and(|v| *v == event.resource_version) {
             return;
@@ -530,10 +730,18 @@ impl NamespaceActor {
         if listed && !self.synced() {
             return;
         }
-        let Some(pod) = self.pods.get(&event.pod).map(|view| view.state.clone()) else {
+        if event.kind != ObjectKind::Pod {
+            // About a ReplicaSet or a Deployment: for the rollout hub, which knows whose.
+            self.send_where(
+                |filter| matches!(filter, Filter::Rollouts),
+                &Update::Event(Arc::new(event)),
+            );
+            return;
+        }
+        let Some(pod) = self.pods.get(&event.name).map(|view| view.state.clone()) else {
             // Not a managed pod (or not yet known): subscribers by name still want it.
             let event = Arc::new(event);
-            let name = event.pod.clone();
+            let name = event.name.clone();
             self.send_where(
                 |filter| matches!(filter, Filter::Name(n) if *n == name),
                 &Update::Event(event),
@@ -548,75 +756,16 @@ impl NamespaceActor {
     }
 
     fn send_where(&mut self, wanted: impl Fn(&Filter) -> bool, update: &Update) {
-        let mut closed = false;
-        for index in 0..self.subscribers.len() {
-            if !wanted(&self.subscribers[index].filter) {
-                continue;
-            }
-            if self.subscribers[index].needs_resync {
-                // The resync carries the new state; this change is in it.
-                closed |= self.resync(index);
-                continue;
-            }
-            match self.subscribers[index].tx.try_send(update.clone()) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.subscribers[index].needs_resync = true;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => closed = true,
-            }
-        }
-        if closed {
-            self.subscribers.retain(|s| !s.tx.is_closed());
-        }
-    }
-
-    /// Try to send subscriber `index` a resync; true when its channel is closed.
-    fn resync(&mut self, index: usize) -> bool {
-        let (pods, not_found) = self.snapshot(&self.subscribers[index].filter);
-        let subscriber = &mut self.subscribers[index];
-        match subscriber.tx.try_send(Update::Resync { pods, not_found }) {
-            Ok(()) => {
-                subscriber.needs_resync = false;
-                false
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => false,
-            Err(mpsc::error::TrySendError::Closed(_)) => true,
-        }
-    }
-
-    /// Fail the subscriptions that waited too long for the first list.
-    fn expire_pending(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let now = tokio::time::Instant::now();
-        let (expired, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
-            .into_iter()
-            .partition(|s| now.duration_since(s.asked) >= SYNC_TIMEOUT);
-        self.pending = waiting;
-        let why = self
-            .last_failure
-            .clone()
-            .unwrap_or_else(|| "no answer from the API server".to_owned());
-        for subscribe in expired {
-            let _ = subscribe
-                .reply
-                .send(Err(SubscribeError::NotSynced(why.clone())));
-        }
+        let pods = &self.pods;
+        self.subscribers
+            .send_where(wanted, update, |filter| resync(pods, filter));
     }
 
     fn retry_resyncs(&mut self) {
-        self.expire_pending();
-        let mut closed = false;
-        for index in 0..self.subscribers.len() {
-            if self.subscribers[index].needs_resync {
-                closed |= self.resync(index);
-            }
-        }
-        if closed || self.subscribers.iter().any(|s| s.tx.is_closed()) {
-            self.subscribers.retain(|s| !s.tx.is_closed());
-        }
+        self.pending.expire(self.last_failure.as_deref());
+        let pods = &self.pods;
+        self.subscribers
+            .retry_resyncs(|filter| resync(pods, filter));
         tracing::trace!(namespace = %self.namespace, subscribers = self.subscribers.len(), "tick");
     }
 }

@@ -10,10 +10,12 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use crate::{Error, Result, StartupError};
 
 pub mod convert;
+pub mod deployments;
 pub mod namespaces;
 pub mod pods;
 pub mod watch;
 
+pub use deployments::ClusterDeployments;
 pub use pods::ClusterPods;
 
 /// The User-Agent of every request to the API server, so that operators find the service's

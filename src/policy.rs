@@ -13,6 +13,10 @@
 //!     groups: [platform-team]            # exact, case-sensitive match on any caller group
 //!     namespaces: [team-a, "team-*"]     # namespace patterns: '*' matches any run of characters
 //!     actions: [deploy, status, list, delete]
+//!     references:                        # what the pods they create may reference (none if absent)
+//!       secrets: [db-password, "app-*"]  # env value_from, env_from, image_pull_secrets
+//!       configMaps: ["*"]                # env value_from, env_from
+//!       serviceAccounts: [runner]        # service_account (the namespace's default needs none)
 //!   - name: everyone-reads
 //!     groups: [developers]
 //!     namespaces: ["*"]                  # every namespace
@@ -66,6 +70,21 @@
 //!
 //! `name` is required and unique among the rules. When several rules allow a call, the first
 //! in file order is the one named in logs; order changes nothing else.
+//!
+//! `references` (optional) says which objects of the namespace the pods a call creates may
+//! reference: `secrets` (by env `value_from.secret_key`, `env_from[].secret` and
+//! `image_pull_secrets`), `configMaps` (by env `value_from.config_map_key` and
+//! `env_from[].config_map`) and `serviceAccounts` (by `service_account`). Each is a list of
+//! name patterns, `*` matching any run of characters (`"*"` alone: every name); patterns may
+//! contain only `a-z`, `0-9`, `-`, `.` and `*`, since names are DNS-1123 subdomains. Deny by
+//! default, because anyone who may create a pod may read, through it, every Secret the pod
+//! may reference: without `references`, or without the list for a kind, the rule allows no
+//! reference of that kind. A reference is allowed when one rule allows the call itself (its
+//! subject or group, namespace and action) and lists the name; a refusal is
+//! PERMISSION_DENIED naming the field, the object and the key
+//! (`env[0].value_from.secret_key: the policy does not let "alice" reference Secret "db" in
+//! namespace "team-a" (rules[].references.secrets)`). An empty `service_account` (the
+//! namespace's `default`, whose token is not mounted anyway) needs no permission.
 //!
 //! ## `images`
 //!
@@ -125,6 +144,7 @@ use std::path::{Path, PathBuf};
 use crate::domain::caller::Caller;
 use crate::domain::image::ImageReference;
 use crate::domain::spec::PodSecurityProfile;
+use crate::domain::workload::ReferenceKind;
 
 use self::glob::Glob;
 use self::image::ImagePolicy;
@@ -223,6 +243,26 @@ struct Rule {
     groups: Vec<String>,
     namespaces: Vec<Glob>,
     actions: Actions,
+    references: References,
+}
+
+/// The objects a rule lets its callers reference in a pod, by name pattern.
+#[derive(Debug, Clone, Default)]
+struct References {
+    secrets: Vec<Glob>,
+    config_maps: Vec<Glob>,
+    service_accounts: Vec<Glob>,
+}
+
+impl References {
+    fn allows(&self, kind: ReferenceKind, name: &str) -> bool {
+        let patterns = match kind {
+            ReferenceKind::Secret => &self.secrets,
+            ReferenceKind::ConfigMap => &self.config_maps,
+            ReferenceKind::ServiceAccount => &self.service_accounts,
+        };
+        patterns.iter().any(|pattern| pattern.matches(name))
+    }
 }
 
 impl Rule {
@@ -291,6 +331,35 @@ impl Policy {
             action,
             namespace: namespace.to_owned(),
         })
+    }
+
+    /// Whether `caller`, doing `action` in `namespace`, may reference the object `kind`
+    /// `name` in a pod: `Ok` with the name of the first rule that allows both the action and
+    /// the reference, else [`ReferenceDenied`]. Deny by default: a rule without `references`
+    /// allows none.
+    pub fn check_reference(
+        &self,
+        caller: &Caller,
+        action: Action,
+        namespace: &str,
+        kind: ReferenceKind,
+        name: &str,
+    ) -> Result<&str, ReferenceDenied> {
+        let allowing = self.rules.iter().find(|rule| {
+            rule.actions.contains(action)
+                && rule.matches_caller(caller)
+                && rule.matches_namespace(namespace)
+                && rule.references.allows(kind, name)
+        });
+        match allowing {
+            Some(rule) if !namespace.is_empty() => Ok(&rule.name),
+            _ => Err(ReferenceDenied {
+                subject: caller.subject.clone(),
+                kind,
+                name: name.to_owned(),
+                namespace: namespace.to_owned(),
+            }),
+        }
     }
 
     /// Check `image` against the `images` section: `Err` names the first rule that refuses it
@@ -406,6 +475,38 @@ impl fmt::Display for Denied {
     }
 }
 
+/// A reference to a Secret, ConfigMap or ServiceAccount that no rule allows. Displayed as
+/// one lower-case sentence naming the caller's subject, the object and the namespace, and the
+/// key that would allow it, e.g. `the policy does not let "alice" reference Secret "db" in
+/// namespace "team-a" (rules[].references.secrets)`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ReferenceDenied {
+    /// The caller's subject.
+    pub subject: String,
+    /// What the pod references.
+    pub kind: ReferenceKind,
+    /// Its name.
+    pub name: String,
+    /// Where.
+    pub namespace: String,
+}
+
+impl fmt::Display for ReferenceDenied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = match self.kind {
+            ReferenceKind::Secret => "secrets",
+            ReferenceKind::ConfigMap => "configMaps",
+            ReferenceKind::ServiceAccount => "serviceAccounts",
+        };
+        write!(
+            f,
+            "the policy does not let {:?} reference {} {:?} in namespace {:?} \
+             (rules[].references.{key})",
+            self.subject, self.kind, self.name, self.namespace
+        )
+    }
+}
+
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
@@ -517,8 +618,52 @@ mod tests {
         );
         assert_eq!(policy.pod_security("team-b"), None);
         assert_eq!(policy.literal_namespaces(), ["team-a"]);
+        assert_eq!(
+            policy.check_reference(
+                &ci,
+                Action::Deploy,
+                "team-b",
+                ReferenceKind::Secret,
+                "app-tls"
+            ),
+            Ok("ci-deploys-to-teams")
+        );
+        assert!(
+            policy
+                .check_reference(&ci, Action::Deploy, "team-b", ReferenceKind::Secret, "root")
+                .is_err()
+        );
+        assert!(
+            policy
+                .check_reference(
+                    &caller("alice", &[]),
+                    Action::Deploy,
+                    "team-b",
+                    ReferenceKind::ConfigMap,
+                    "x"
+                )
+                .is_err(),
+            "actions: [\"*\"] without references allows none"
+        );
         assert_eq!(policy.rule_count(), 3);
         assert!(policy.restricts_images());
+    }
+
+    #[test]
+    fn the_example_manifest_loads() {
+        let policy = Policy::from_yaml(include_str!("../manifests/policy.yaml"))
+            .unwrap_or_else(|e| panic!("manifests/policy.yaml should load: {e}"));
+        let ci = caller("system:serviceaccount:ci:deployer", &[]);
+        assert_eq!(
+            policy.check_reference(
+                &ci,
+                Action::Deploy,
+                "apps",
+                ReferenceKind::Secret,
+                "regcred"
+            ),
+            Ok("ci-deploys-to-apps")
+        );
     }
 
     const POLICY: &str = r#"
@@ -646,6 +791,100 @@ rules:
         );
     }
 
+    /// caller, action, namespace, kind, name, allowing rule.
+    type ReferenceCase = (
+        Caller,
+        Action,
+        &'static str,
+        ReferenceKind,
+        &'static str,
+        Option<&'static str>,
+    );
+
+    #[test]
+    fn references_are_allowed_only_by_a_rule_that_allows_the_call_and_lists_them() {
+        let policy = Policy::from_yaml(
+            r#"
+rules:
+  - name: alice-deploys
+    subjects: [alice]
+    namespaces: ["team-*"]
+    actions: [deploy]
+    references:
+      secrets: [db-password, "app-*"]
+      configMaps: ["*"]
+  - name: alice-reads
+    subjects: [alice]
+    namespaces: ["*"]
+    actions: [status]
+    references: {serviceAccounts: ["*"]}
+  - name: runners
+    groups: [ci]
+    namespaces: [build]
+    actions: [deploy]
+    references: {serviceAccounts: [runner]}
+  - name: bob-deploys
+    subjects: [bob]
+    namespaces: ["*"]
+    actions: ["*"]
+"#,
+        )
+        .expect("valid policy");
+        use Action::{Deploy, Status};
+        use ReferenceKind::{ConfigMap, Secret, ServiceAccount};
+        #[rustfmt::skip]
+        let cases: Vec<ReferenceCase> = vec![
+            (caller("alice", &[]), Deploy, "team-a", Secret, "db-password", Some("alice-deploys")),
+            (caller("alice", &[]), Deploy, "team-a", Secret, "app-tls", Some("alice-deploys")),
+            (caller("alice", &[]), Deploy, "team-a", ConfigMap, "anything.at.all", Some("alice-deploys")),
+            // Not listed, another kind, another namespace.
+            (caller("alice", &[]), Deploy, "team-a", Secret, "admin-token", None),
+            (caller("alice", &[]), Deploy, "team-a", Secret, "db-password-2", None),
+            (caller("alice", &[]), Deploy, "team-a", ServiceAccount, "db-password", None),
+            (caller("alice", &[]), Deploy, "prod", Secret, "db-password", None),
+            // The rule listing it does not allow the action, and the one allowing it does not
+            // list it.
+            (caller("alice", &[]), Deploy, "team-a", ServiceAccount, "runner", None),
+            (caller("alice", &[]), Status, "team-a", ServiceAccount, "runner", Some("alice-reads")),
+            // Groups count; exact names.
+            (caller("carol", &["ci"]), Deploy, "build", ServiceAccount, "runner", Some("runners")),
+            (caller("carol", &["ci"]), Deploy, "build", ServiceAccount, "runner-2", None),
+            // Every action, no references: none.
+            (caller("bob", &[]), Deploy, "team-a", Secret, "db-password", None),
+            (caller("bob", &[]), Deploy, "team-a", ConfigMap, "settings", None),
+            // Nobody, and no namespace.
+            (caller("mallory", &[]), Deploy, "team-a", ConfigMap, "settings", None),
+            (caller("alice", &[]), Deploy, "", ConfigMap, "settings", None),
+        ];
+        for (caller, action, namespace, kind, name, want) in &cases {
+            let got = policy.check_reference(caller, *action, namespace, *kind, name);
+            match want {
+                Some(rule) => assert_eq!(got, Ok(*rule), "{caller:?} {kind} {name} in {namespace}"),
+                None => {
+                    let denied = got.expect_err("should be denied");
+                    assert_eq!(denied.kind, *kind);
+                    assert_eq!(denied.name, *name);
+                }
+            }
+        }
+        let denied = policy
+            .check_reference(&caller("alice", &["dev"]), Deploy, "team-a", Secret, "root")
+            .expect_err("not listed");
+        assert_eq!(
+            denied.to_string(),
+            "the policy does not let \"alice\" reference Secret \"root\" in namespace \"team-a\" \
+             (rules[].references.secrets)"
+        );
+        let denied = policy
+            .check_reference(&caller("a\nb", &[]), Deploy, "x", ServiceAccount, "sa")
+            .expect_err("no rule");
+        assert!(
+            denied.to_string().ends_with("reference ServiceAccount \"sa\" in namespace \"x\" (rules[].references.serviceAccounts)")
+                && denied.to_string().contains("\"a\\nb\""),
+            "{denied}"
+        );
+    }
+
     #[test]
     fn actions_have_their_policy_file_names() {
         for action in Action::ALL {
@@ -688,6 +927,10 @@ rules:
             (
                 "rules:\n- name: r\n  subject: [a]\n  namespaces: [x]\n  actions: [list]",
                 "rules[0]: unknown field `subject`",
+            ),
+            (
+                "rules:\n- {name: r, subjects: [a], namespaces: [x], actions: [deploy], references: {secret: [db]}}",
+                "rules[0].references: unknown field `secret`, expected one of `secrets`, `configMaps`, `serviceAccounts`",
             ),
             (
                 "rules: []\nimages: {allow: [\"**\"], require_digest: true}",

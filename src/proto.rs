@@ -26,3 +26,6 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 /// Fully qualified name of the deployer gRPC service, as used by the health
 /// service and reflection.
 pub const DEPLOYER_SERVICE: &str = deployer::v1::deployer_service_server::SERVICE_NAME;
+
+/// Fully qualified name of the Deployment gRPC service, as used by the health service.
+pub const DEPLOYMENT_SERVICE: &str = deployer::v1::deployment_service_server::SERVICE_NAME;

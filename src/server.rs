@@ -24,11 +24,15 @@ use std::sync::Arc;
 use crate::audit::AuditLog;
 use crate::auth::layer::{AuthLayer, Authenticator};
 use crate::auth::{JwksSource, JwtSettings, JwtVerifier};
+use crate::grpc::deployments::DeploymentService;
+use crate::grpc::rollout::RolloutStreams;
 use crate::grpc::{DeployerService, ServiceSettings};
 use crate::hub::StatusHub;
-use crate::k8s::{ClusterFeed, ClusterPods};
+use crate::hub::rollout::RolloutHub;
+use crate::k8s::{ClusterDeployments, ClusterFeed, ClusterPods};
 use crate::policy::Policy;
 use crate::proto::deployer::v1::deployer_service_server::DeployerServiceServer;
+use crate::proto::deployer::v1::deployment_service_server::DeploymentServiceServer;
 use crate::server::tls::{TlsFiles, TlsSource};
 use crate::{Config, Result, StartupError, error, k8s, proto};
 
@@ -46,8 +50,8 @@ const APISERVER_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const APISERVER_UNREACHABLE_AFTER: Duration = Duration::from_secs(5);
 
 /// Health service names reported by the server: the whole server ("") and the
-/// deployer service.
-const HEALTH_SERVICES: [&str; 2] = ["", proto::DEPLOYER_SERVICE];
+/// deployer and Deployment services.
+const HEALTH_SERVICES: [&str; 3] = ["", proto::DEPLOYER_SERVICE, proto::DEPLOYMENT_SERVICE];
 
 /// How long a forced stop (a second signal) waits for the audit writer to take what is queued.
 const FORCED_AUDIT_FLUSH: Duration = Duration::from_secs(1);
@@ -307,7 +311,11 @@ impl Server {
         set_health(&health, ServingStatus::NotServing).await;
         let (reflection_v1, reflection_v1alpha) = reflection_services()?;
 
-        let hub = StatusHub::new(Arc::new(ClusterFeed::new(self.client.clone())));
+        let feed = Arc::new(ClusterFeed::new(self.client.clone()));
+        let hub = StatusHub::new(feed.clone());
+        // Its pods and Events come from the status hub's watches; its own Deployment and
+        // ReplicaSet watches start with a namespace's first rollout subscriber.
+        let rollout_hub = RolloutHub::new(feed, hub.clone());
         // Turned true when shutdown begins: every open stream ends with a final message.
         let (streams_stop, streams_stop_rx) = watch::channel(false);
         let deployer = DeployerService::new(
@@ -317,6 +325,13 @@ impl Server {
             Arc::clone(&self.audit),
             self.settings.clone(),
             streams_stop_rx,
+        );
+        let rollouts = RolloutStreams::new(deployer.clone(), rollout_hub);
+
+        let deployments = DeploymentService::new(
+            deployer.clone(),
+            ClusterDeployments::new(self.client.clone()),
+            rollouts.clone(),
         );
 
         let (readiness_stop, readiness_stop_rx) = watch::channel(false);
@@ -345,6 +360,7 @@ impl Server {
             http_api,
             health_port,
             deployer: deployer.clone(),
+            rollouts: rollouts.clone(),
             audit: self.audit,
             shutdown_timeout: self.shutdown_timeout,
         };
@@ -359,6 +375,7 @@ impl Server {
                 .layer(crate::grpc::limits::MessageLimitLayer)
                 .add_service(health_service)
                 .add_service(DeployerServiceServer::new(deployer))
+                .add_service(DeploymentServiceServer::new(deployments))
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
                 .serve_with_incoming_shutdown(tls::incoming(self.listener, self.tls), async move {
@@ -532,6 +549,7 @@ struct Running {
     http_api: Option<SidePort>,
     health_port: Option<SidePort>,
     deployer: DeployerService,
+    rollouts: RolloutStreams,
     audit: Arc<AuditLog>,
     shutdown_timeout: Duration,
 }
@@ -571,8 +589,9 @@ impl Running {
             // Health calls are short; a health Watch stream would hold it open: cut it.
             health_port.stop(Duration::from_secs(1)).await;
         }
-        // Every stream has ended or been cut with its connection: its task, the hub's actors
-        // and their watches stop now.
+        // Every stream has ended or been cut with its connection: its task, the hubs' actors
+        // and their watches stop now, the rollout hub first since it follows the status hub.
+        self.rollouts.shutdown().await;
         self.deployer.shutdown().await;
         if let Some(tls_reload) = self.tls_reload {
             tls_reload.abort();
@@ -719,9 +738,9 @@ async fn follow_apiserver(
             );
             ServingStatus::NotServing
         };
-        health
-            .set_service_status(proto::DEPLOYER_SERVICE, status)
-            .await;
+        for service in [proto::DEPLOYER_SERVICE, proto::DEPLOYMENT_SERVICE] {
+            health.set_service_status(service, status).await;
+        }
     }
 }
 

@@ -1063,6 +1063,120 @@ fn violated_fields(error: &tonic::Status) -> Vec<String> {
         .collect()
 }
 
+/// Malformed workload fields (probes, env from Secrets and ConfigMaps, envFrom, pull secrets,
+/// ServiceAccount, node selector, tolerations) are INVALID_ARGUMENT, each violation naming its
+/// field in the BadRequest details, all of them at once; nothing is created.
+#[tokio::test]
+async fn malformed_workload_fields_are_named_in_the_details() {
+    use pb::probe::Action;
+    let (server, admin, ns) = serving_deployer("bad-workload").await;
+    let mut client = server.client();
+    let probe = |action| pb::Probe {
+        action: Some(action),
+        ..pb::Probe::default()
+    };
+    let secret_key = |name: &str, key: &str| pb::EnvVarSource {
+        source: Some(pb::env_var_source::Source::SecretKey(pb::KeyReference {
+            name: name.into(),
+            key: key.into(),
+            optional: false,
+        })),
+    };
+    let request = pb::DeployRequest {
+        env: vec![
+            pb::EnvVar {
+                name: "A".into(),
+                value: "both".into(),
+                value_from: Some(secret_key("db", "password")),
+            },
+            pb::EnvVar {
+                name: "B".into(),
+                value: String::new(),
+                value_from: Some(secret_key("Db_Password", "../x")),
+            },
+        ],
+        probes: Some(pb::Probes {
+            readiness: Some(probe(Action::HttpGet(pb::HttpGetAction {
+                path: "ready".into(),
+                port: 8080,
+                port_name: "http".into(),
+                headers: vec![pb::HttpHeader {
+                    name: "Bad Header".into(),
+                    value: "v".into(),
+                }],
+                ..pb::HttpGetAction::default()
+            }))),
+            liveness: Some(pb::Probe {
+                success_threshold: 2,
+                period: Some(prost_types::Duration {
+                    seconds: 1,
+                    nanos: 500_000_000,
+                }),
+                ..probe(Action::TcpSocket(pb::TcpSocketAction {
+                    port: 0,
+                    port_name: "metrics".into(),
+                }))
+            }),
+            startup: Some(pb::Probe::default()),
+        }),
+        env_from: vec![pb::EnvFromSource {
+            prefix: "1_".into(),
+            source: None,
+            optional: false,
+        }],
+        image_pull_secrets: vec!["regcred".into(), "regcred".into()],
+        service_account: "Runner".into(),
+        node_selector: [("disk".to_owned(), "fast ssd".to_owned())].into(),
+        tolerations: vec![
+            pb::Toleration {
+                key: "k".into(),
+                operator: pb::TolerationOperator::Exists.into(),
+                value: "v".into(),
+                toleration_seconds: Some(prost_types::Duration {
+                    seconds: 5,
+                    nanos: 0,
+                }),
+                ..pb::Toleration::default()
+            },
+            pb::Toleration::default(),
+        ],
+        ..deploy_request(&ns, "nginx:1.27")
+    };
+    let error = client.deploy(request).await.expect_err("refused");
+    assert_eq!(error.code(), Code::InvalidArgument, "{error:?}");
+    assert_eq!(
+        violated_fields(&error),
+        [
+            "env[0].value",
+            "env[1].value_from.secret_key.name",
+            "env[1].value_from.secret_key.key",
+            "probes.readiness.http_get.port_name",
+            "probes.readiness.http_get.path",
+            "probes.readiness.http_get.headers[0].name",
+            "probes.liveness.tcp_socket.port_name",
+            "probes.liveness.period",
+            "probes.liveness.success_threshold",
+            "probes.startup",
+            "env_from[0].prefix",
+            "env_from[0]",
+            "image_pull_secrets[1]",
+            "service_account",
+            "node_selector[\"disk\"]",
+            "tolerations[0].value",
+            "tolerations[0].toleration_seconds",
+            "tolerations[1].key",
+        ]
+    );
+    assert!(
+        error
+            .message()
+            .contains("probes.liveness.success_threshold: must be 1 for a liveness probe, not 2"),
+        "{}",
+        error.message()
+    );
+    assert!(pods_in(&admin, &ns).await.is_empty(), "no pod was created");
+}
+
 #[tokio::test]
 async fn unknown_enum_values_are_invalid_argument_naming_the_field() {
     let (server, admin, ns) = serving_deployer("unknown-enum").await;

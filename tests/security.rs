@@ -19,10 +19,11 @@ use support::{
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-/// The policy of most tests here: tester may do anything; alice may deploy, read and list in
-/// the sec-team-* namespaces; the viewers group may list anywhere; the client certificate
-/// "cert-client" may list and read. Images: Docker Hub's official images and registry.k8s.io,
-/// never tagged latest.
+/// The policy of most tests here: tester may do anything (but reference no Secret, ConfigMap
+/// or ServiceAccount); alice may deploy, read and list in the sec-team-* namespaces, with pods
+/// that reference a few named objects; the viewers group may list anywhere; the client
+/// certificate "cert-client" may list and read. Images: Docker Hub's official images and
+/// registry.k8s.io, never tagged latest.
 const POLICY: &str = r#"
 rules:
   - name: tester-everything
@@ -33,6 +34,10 @@ rules:
     subjects: [alice]
     namespaces: ["sec-team-*"]
     actions: [deploy, status, list]
+    references:
+      secrets: [db-password, "regcred-*"]
+      configMaps: [settings]
+      serviceAccounts: [runner]
   - name: viewers-list
     groups: [viewers]
     namespaces: ["*"]
@@ -844,6 +849,290 @@ async fn pods_are_hardened_and_pod_security_admission_is_honoured() {
         .expect("context");
     assert_eq!(context.run_as_non_root, None);
     assert_eq!(context.allow_privilege_escalation, Some(false));
+}
+
+/// A request with every workload field, as a caller would send it to namespace `namespace`,
+/// referencing the Secret db-password (a key and all of it), the ConfigMap settings, the pull
+/// secret regcred-hub and the ServiceAccount runner.
+fn workload_request(namespace: &str) -> pb::DeployRequest {
+    use pb::env_from_source::Source as EnvFrom;
+    use pb::env_var_source::Source as ValueFrom;
+    use pb::probe::Action;
+    let key = |name: &str, key: &str| pb::KeyReference {
+        name: name.into(),
+        key: key.into(),
+        optional: false,
+    };
+    let seconds = |seconds| Some(prost_types::Duration { seconds, nanos: 0 });
+    pb::DeployRequest {
+        env: vec![
+            pb::EnvVar {
+                name: "DB_PASSWORD".into(),
+                value_from: Some(pb::EnvVarSource {
+                    source: Some(ValueFrom::SecretKey(key("db-password", "password"))),
+                }),
+                ..pb::EnvVar::default()
+            },
+            pb::EnvVar {
+                name: "MODE".into(),
+                value_from: Some(pb::EnvVarSource {
+                    source: Some(ValueFrom::ConfigMapKey(key("settings", "mode"))),
+                }),
+                ..pb::EnvVar::default()
+            },
+        ],
+        env_from: vec![
+            pb::EnvFromSource {
+                prefix: "DB_".into(),
+                source: Some(EnvFrom::Secret("db-password".into())),
+                optional: false,
+            },
+            pb::EnvFromSource {
+                prefix: String::new(),
+                source: Some(EnvFrom::ConfigMap("settings".into())),
+                optional: true,
+            },
+        ],
+        ports: vec![pb::ContainerPort {
+            name: "http".into(),
+            container_port: 8080,
+            protocol: 0,
+        }],
+        probes: Some(pb::Probes {
+            readiness: Some(pb::Probe {
+                action: Some(Action::HttpGet(pb::HttpGetAction {
+                    path: "/ready".into(),
+                    port_name: "http".into(),
+                    headers: vec![pb::HttpHeader {
+                        name: "X-Probe".into(),
+                        value: "1".into(),
+                    }],
+                    ..pb::HttpGetAction::default()
+                })),
+                period: seconds(5),
+                success_threshold: 2,
+                ..pb::Probe::default()
+            }),
+            liveness: Some(pb::Probe {
+                action: Some(Action::Grpc(pb::GrpcAction {
+                    port: 9090,
+                    service: "app".into(),
+                })),
+                initial_delay: seconds(10),
+                ..pb::Probe::default()
+            }),
+            startup: Some(pb::Probe {
+                action: Some(Action::Exec(pb::ExecAction {
+                    command: vec!["/bin/ready".into()],
+                })),
+                failure_threshold: 30,
+                ..pb::Probe::default()
+            }),
+        }),
+        image_pull_secrets: vec!["regcred-hub".into()],
+        service_account: "runner".into(),
+        node_selector: [("kubernetes.io/os".to_owned(), "linux".to_owned())].into(),
+        tolerations: vec![
+            pb::Toleration {
+                key: "dedicated".into(),
+                value: "apps".into(),
+                effect: pb::TaintEffect::NoSchedule.into(),
+                ..pb::Toleration::default()
+            },
+            pb::Toleration {
+                key: "node.kubernetes.io/unreachable".into(),
+                operator: pb::TolerationOperator::Exists.into(),
+                effect: pb::TaintEffect::NoExecute.into(),
+                toleration_seconds: seconds(60),
+                ..pb::Toleration::default()
+            },
+        ],
+        ..deploy_request(namespace, "nginx:1.27")
+    }
+}
+
+/// The workload fields reach the pod as created, when the policy lets the caller reference
+/// what they name; a reference it does not allow is PERMISSION_DENIED, naming the field, the
+/// object and the policy key, before anything reaches the API server (even in a namespace
+/// that does not exist), and nothing is created.
+#[tokio::test]
+async fn workload_fields_reach_the_pod_and_references_need_the_policy() {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let admin = TestCluster::shared().client().await;
+    let team = create_namespace(&admin, "sec-team", &[]).await;
+    // The ServiceAccount admission refuses a pod whose ServiceAccount does not exist (Secrets
+    // and ConfigMaps are only looked up by the kubelet).
+    let runner: ServiceAccount =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "runner"}}))
+            .expect("a service account");
+    Api::<ServiceAccount>::namespaced(admin.clone(), &team)
+        .create(&Default::default(), &runner)
+        .await
+        .expect("create the service account");
+    let server = Secured::start(POLICY, |_| {}).await;
+    let mut alice = server.client(&token("alice", &[]));
+
+    let deployed = alice
+        .deploy(workload_request(&team))
+        .await
+        .expect("alice may reference these")
+        .into_inner();
+    let name = deployed.pod.expect("a pod").name;
+    let pod = Api::<Pod>::namespaced(admin.clone(), &team)
+        .get(&name)
+        .await
+        .expect("the pod");
+    let spec = serde_json::to_value(pod.spec.expect("a spec")).expect("JSON");
+    let container = &spec["containers"][0];
+    assert_eq!(
+        container["readinessProbe"]["httpGet"],
+        serde_json::json!({"path": "/ready", "port": "http", "scheme": "HTTP",
+                           "httpHeaders": [{"name": "X-Probe", "value": "1"}]})
+    );
+    assert_eq!(container["readinessProbe"]["periodSeconds"], 5);
+    assert_eq!(container["readinessProbe"]["successThreshold"], 2);
+    assert_eq!(
+        container["livenessProbe"]["grpc"],
+        serde_json::json!({"port": 9090, "service": "app"})
+    );
+    assert_eq!(container["livenessProbe"]["initialDelaySeconds"], 10);
+    assert_eq!(
+        container["startupProbe"]["exec"]["command"],
+        serde_json::json!(["/bin/ready"])
+    );
+    assert_eq!(container["startupProbe"]["failureThreshold"], 30);
+    assert_eq!(
+        container["env"],
+        serde_json::json!([
+            {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-password", "key": "password", "optional": false}}},
+            {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "mode", "optional": false}}},
+        ])
+    );
+    assert_eq!(
+        container["envFrom"],
+        serde_json::json!([
+            {"prefix": "DB_", "secretRef": {"name": "db-password", "optional": false}},
+            {"configMapRef": {"name": "settings", "optional": true}},
+        ])
+    );
+    assert_eq!(
+        spec["imagePullSecrets"],
+        serde_json::json!([{"name": "regcred-hub"}])
+    );
+    assert_eq!(spec["serviceAccountName"], "runner");
+    assert_eq!(
+        spec["automountServiceAccountToken"], false,
+        "still no token"
+    );
+    assert_eq!(
+        spec["nodeSelector"],
+        serde_json::json!({"kubernetes.io/os": "linux"})
+    );
+    let tolerations = spec["tolerations"].as_array().expect("tolerations");
+    for wanted in [
+        serde_json::json!({"key": "dedicated", "operator": "Equal", "value": "apps", "effect": "NoSchedule"}),
+        serde_json::json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60}),
+    ] {
+        // The DefaultTolerationSeconds admission adds tolerations of its own.
+        assert!(tolerations.contains(&wanted), "{wanted} in {tolerations:?}");
+    }
+
+    // References the policy does not allow: each refused with its field, object and key.
+    // The namespace does not exist: had anything reached the API server, the answer would be
+    // NOT_FOUND (as it is for the allowed request).
+    let missing = unique("sec-team-missing");
+    let tester = TestAuth::shared().tester_token();
+    type Edit = fn(&mut pb::DeployRequest);
+    let cases: [(&str, Edit, &str); 4] = [
+        (
+            "alice",
+            |r| {
+                r.env[0].value_from = Some(pb::EnvVarSource {
+                    source: Some(pb::env_var_source::Source::SecretKey(pb::KeyReference {
+                        name: "admin-token".into(),
+                        key: "token".into(),
+                        optional: false,
+                    })),
+                });
+            },
+            "env[0].value_from.secret_key: the policy does not let \"alice\" reference Secret \"admin-token\" in namespace",
+        ),
+        (
+            "alice",
+            |r| r.env_from[1].source = Some(pb::env_from_source::Source::ConfigMap("other".into())),
+            "env_from[1].config_map: the policy does not let \"alice\" reference ConfigMap \"other\" in namespace",
+        ),
+        (
+            "alice",
+            |r| r.service_account = "builder".into(),
+            "service_account: the policy does not let \"alice\" reference ServiceAccount \"builder\" in namespace",
+        ),
+        // Every action, but no references.
+        (
+            "tester",
+            |_| {},
+            "image_pull_secrets[0]: the policy does not let \"tester\" reference Secret \"regcred-hub\"",
+        ),
+    ];
+    for namespace in [&team, &missing] {
+        for (who, edit, want) in &cases {
+            let mut request = workload_request(namespace);
+            edit(&mut request);
+            let token = if *who == "alice" {
+                token("alice", &[])
+            } else {
+                tester.clone()
+            };
+            let refused = server
+                .client(&token)
+                .deploy(request)
+                .await
+                .expect_err("not allowed");
+            assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+            assert!(refused.message().contains(want), "{want}: {refused:?}");
+            let key = if want.contains("Secret") {
+                "(rules[].references.secrets)"
+            } else if want.contains("ConfigMap") {
+                "(rules[].references.configMaps)"
+            } else {
+                "(rules[].references.serviceAccounts)"
+            };
+            assert!(refused.message().contains(key), "{key}: {refused:?}");
+        }
+    }
+    // The tester's refusal lists every reference, not just the first.
+    let refused = server
+        .client(&tester)
+        .deploy(workload_request(&team))
+        .await
+        .expect_err("no references for tester");
+    for field in [
+        "env[0].value_from.secret_key",
+        "env[1].value_from.config_map_key",
+        "env_from[0].secret",
+        "env_from[1].config_map",
+        "image_pull_secrets[0]",
+        "service_account",
+    ] {
+        assert!(
+            refused.message().contains(&format!("{field}: ")),
+            "{field}: {refused:?}"
+        );
+    }
+    let allowed_elsewhere = alice
+        .deploy(workload_request(&missing))
+        .await
+        .expect_err("no such namespace");
+    assert_eq!(
+        allowed_elsewhere.code(),
+        Code::NotFound,
+        "{allowed_elsewhere:?}"
+    );
+    assert_eq!(
+        pods_in(&admin, &team).await.len(),
+        1,
+        "only the allowed pod exists"
+    );
 }
 
 /// One audit record per call, field by field, for a success and for a refusal; never a

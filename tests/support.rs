@@ -751,7 +751,8 @@ pub struct TestAuth {
     pub dir: PathBuf,
     /// The JWKS the servers verify tokens against.
     pub jwks: PathBuf,
-    /// A policy allowing TESTER every action in every namespace, and every image.
+    /// A policy allowing TESTER every action in every namespace, every image, and every
+    /// Secret, ConfigMap and ServiceAccount reference.
     pub policy: PathBuf,
     /// The key id of the signing key.
     pub kid: String,
@@ -778,7 +779,8 @@ impl TestAuth {
             &policy,
             format!(
                 "rules:\n  - name: tester-everything\n    subjects: [{TESTER}]\n    \
-                 namespaces: [\"*\"]\n    actions: [\"*\"]\n"
+                 namespaces: [\"*\"]\n    actions: [\"*\"]\n    \
+                 references: {{secrets: [\"*\"], configMaps: [\"*\"], serviceAccounts: [\"*\"]}}\n"
             ),
         )
         .expect("policy");
@@ -956,4 +958,89 @@ impl TestCluster {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+// --- The API server's own count of the watches it serves ---------------------------------
+
+/// The API server's metrics, fetched as the admin: GET /metrics.
+pub async fn apiserver_metrics(admin: &Client) -> String {
+    // kube builds a plain GET of a path through its request builder (a list with no
+    // parameters), so the test needs no HTTP crate of its own.
+    let request = kube::core::Request::new("/metrics")
+        .list(&ListParams::default())
+        .expect("a GET /metrics request");
+    admin
+        .request_text(request)
+        .await
+        .expect("the API server's /metrics")
+}
+
+/// The sum of a metric's samples whose labels include every `(name, value)` in `labels`.
+/// Enough of the Prometheus text format for the API server's gauges: `name{k="v",...} value`.
+pub fn metric_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    let prefix = format!("{metric}{{");
+    text.lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .filter_map(|rest| rest.rsplit_once("} "))
+        .filter(|(sample_labels, _)| {
+            let sample: Vec<(&str, &str)> = sample_labels
+                .split("\",")
+                .filter_map(|pair| pair.split_once("=\""))
+                .map(|(key, value)| (key, value.trim_end_matches('"')))
+                .collect();
+            labels.iter().all(|wanted| sample.contains(wanted))
+        })
+        .map(|(_, value)| value.trim().parse::<f64>().expect("a sample value"))
+        .sum()
+}
+
+/// How many watches scoped to a namespace the API server is serving, per resource (e.g.
+/// "pods", "deployments"), read until the numbers hold still for three readings a second
+/// apart (a watch being opened or renewed shows up a moment late). The cluster's own
+/// components watch cluster-wide, so they are not in this count; a deployer's namespace
+/// watches are.
+pub async fn namespaced_watches(admin: &Client, resources: &[&str]) -> BTreeMap<String, u64> {
+    let mut readings: Vec<BTreeMap<String, u64>> = Vec::new();
+    eventually("the API server's count of namespaced watches to settle")
+        .every(Duration::from_secs(1))
+        .until(async || {
+            let text = apiserver_metrics(admin).await;
+            assert!(
+                text.contains("apiserver_longrunning_requests{"),
+                "the API server no longer reports apiserver_longrunning_requests"
+            );
+            let counts: BTreeMap<String, u64> = resources
+                .iter()
+                .map(|resource| {
+                    let labels = [
+                        ("resource", *resource),
+                        ("scope", "namespace"),
+                        ("verb", "WATCH"),
+                    ];
+                    let watches = metric_sum(&text, "apiserver_longrunning_requests", &labels);
+                    // A gauge of open requests: a small whole number.
+                    ((*resource).to_owned(), watches.round() as u64)
+                })
+                .collect();
+            readings.push(counts);
+            match &readings[..] {
+                [.., a, b, c] if a == b && b == c => Ok(c.clone()),
+                _ => Err(readings.clone()),
+            }
+        })
+        .await
+}
+
+/// The next message of a gRPC stream named `label` that has delivered `received` so far.
+/// Panics if none comes within [`WAIT`], if the stream fails, or if it ends.
+pub async fn next_message<M: prost::Message + Default + 'static>(
+    label: &str,
+    stream: &mut tonic::Streaming<M>,
+    received: u64,
+) -> M {
+    tokio::time::timeout(WAIT, stream.message())
+        .await
+        .unwrap_or_else(|_| panic!("{label}: no message within {WAIT:?}"))
+        .unwrap_or_else(|status| panic!("{label}: the stream failed: {status:?}"))
+        .unwrap_or_else(|| panic!("{label}: the stream ended after {received} messages"))
 }

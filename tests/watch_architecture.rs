@@ -72,13 +72,7 @@ impl Watch {
     /// or if the message breaks the contract.
     async fn next(&mut self) -> Kind {
         let label = &self.label;
-        let message = tokio::time::timeout(WAIT, self.stream.message())
-            .await
-            .unwrap_or_else(|_| panic!("{label}: no message within {WAIT:?}"))
-            .unwrap_or_else(|status| panic!("{label}: the stream failed: {status:?}"))
-            .unwrap_or_else(|| {
-                panic!("{label}: the stream ended after {} messages", self.received)
-            });
+        let message = support::next_message(label, &mut self.stream, self.received).await;
         self.received += 1;
         self.bytes += 5 + message.encoded_len();
         assert_eq!(
@@ -222,68 +216,10 @@ fn endpoint(deployer: &RunningDeployer) -> Endpoint {
     Endpoint::from_shared(format!("http://{}", deployer.addr)).expect("a uri")
 }
 
-// --- The API server's own count of the watches it serves ---------------------------------
-
-/// The API server's metrics, fetched as the admin: GET /metrics.
-async fn apiserver_metrics(admin: &kube::Client) -> String {
-    // kube builds a plain GET of a path through its request builder (a list with no
-    // parameters), so the test needs no HTTP crate of its own.
-    let request = kube::core::Request::new("/metrics")
-        .list(&kube::api::ListParams::default())
-        .expect("a GET /metrics request");
-    admin
-        .request_text(request)
-        .await
-        .expect("the API server's /metrics")
-}
-
-/// The sum of a metric's samples whose labels include every `(name, value)` in `labels`.
-/// Enough of the Prometheus text format for the API server's gauges: `name{k="v",...} value`.
-fn metric_sum(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    let prefix = format!("{metric}{{");
-    text.lines()
-        .filter_map(|line| line.strip_prefix(&prefix))
-        .filter_map(|rest| rest.rsplit_once("} "))
-        .filter(|(sample_labels, _)| {
-            let sample: Vec<(&str, &str)> = sample_labels
-                .split("\",")
-                .filter_map(|pair| pair.split_once("=\""))
-                .map(|(key, value)| (key, value.trim_end_matches('"')))
-                .collect();
-            labels.iter().all(|wanted| sample.contains(wanted))
-        })
-        .map(|(_, value)| value.trim().parse::<f64>().expect("a sample value"))
-        .sum()
-}
-
-/// How many pod watches scoped to a namespace the API server is serving, read until the
-/// number holds still for three readings a second apart (a watch being opened or renewed
-/// shows up a moment late). The cluster's own components watch pods cluster-wide, so they
-/// are not in this count; a deployer's namespace watch is.
+/// How many pod watches scoped to a namespace the API server is serving (see
+/// [`support::namespaced_watches`]).
 async fn namespaced_pod_watches(admin: &kube::Client) -> u64 {
-    let labels = [
-        ("resource", "pods"),
-        ("scope", "namespace"),
-        ("verb", "WATCH"),
-    ];
-    let mut readings = Vec::new();
-    eventually("the API server's count of namespaced pod watches to settle")
-        .every(Duration::from_secs(1))
-        .until(async || {
-            let text = apiserver_metrics(admin).await;
-            assert!(
-                text.contains("apiserver_longrunning_requests{"),
-                "the API server no longer reports apiserver_longrunning_requests"
-            );
-            let watches = metric_sum(&text, "apiserver_longrunning_requests", &labels);
-            // A gauge of open requests: a small whole number.
-            readings.push(watches.round() as u64);
-            match readings[..] {
-                [.., a, b, c] if a == b && b == c => Ok(c),
-                _ => Err(readings.clone()),
-            }
-        })
-        .await
+    support::namespaced_watches(admin, &["pods"]).await["pods"]
 }
 
 // --- Tests ----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::domain::image::ImageReference;
+use crate::domain::workload::{EnvSource, Reference, Workload, references};
 
 /// A Deploy request as received, before any check. Empty strings mean "not given".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,6 +44,8 @@ pub struct DeployInput {
     pub wait_timeout: Option<Duration>,
     /// The Pod Security profile asked for; `None` to let the service choose.
     pub pod_security: Option<PodSecurityProfile>,
+    /// Probes, env from Secrets and ConfigMaps, pull secrets, ServiceAccount, scheduling.
+    pub workload: Workload,
 }
 
 /// A validated Deploy request: every field is well-formed and the pod name is settled.
@@ -86,15 +89,29 @@ pub struct DeploySpec {
     /// A stable hash of everything that defines the pod (not the name when generated, not
     /// dry_run or the wait), to recognise a retry of the same request.
     pub request_hash: String,
+    /// Probes, env from Secrets and ConfigMaps, pull secrets, ServiceAccount, scheduling (all
+    /// valid).
+    pub workload: Workload,
+}
+
+impl DeploySpec {
+    /// Every Secret, ConfigMap and ServiceAccount the pod references, with the field that
+    /// does: what the policy must allow before the pod is sent.
+    #[must_use]
+    pub fn references(&self) -> Vec<Reference> {
+        references(&self.env, &self.workload)
+    }
 }
 
 /// An environment variable.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnvVar {
     /// Name.
     pub name: String,
-    /// Value.
+    /// Value; empty when `value_from` is set.
     pub value: String,
+    /// Take the value from a key of a Secret or ConfigMap instead.
+    pub value_from: Option<EnvSource>,
 }
 
 /// A container port.

@@ -1,4 +1,4 @@
-//! A pod's status as this service sees it ([`PodState`]), the Events about it ([`PodEvent`]),
+//! A pod's status as this service sees it ([`PodState`]), the Events about it and its owners ([`ObjectEvent`]),
 //! and what it means for a caller ([`Assessment`]: a [`Health`] and a [`Reason`]).
 
 use std::collections::BTreeMap;
@@ -138,13 +138,38 @@ pub struct Owner {
     pub controller: bool,
 }
 
-/// A Kubernetes Event about a pod.
+/// The kinds of object whose Events this service follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObjectKind {
+    /// A pod.
+    Pod,
+    /// A ReplicaSet (of a Deployment).
+    ReplicaSet,
+    /// A Deployment.
+    Deployment,
+}
+
+impl ObjectKind {
+    /// The Kubernetes kind, e.g. "ReplicaSet".
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pod => "Pod",
+            Self::ReplicaSet => "ReplicaSet",
+            Self::Deployment => "Deployment",
+        }
+    }
+}
+
+/// A Kubernetes Event about a pod, a ReplicaSet or a Deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodEvent {
+pub struct ObjectEvent {
     /// Namespace.
     pub namespace: String,
-    /// Pod name.
-    pub pod: String,
+    /// The kind of the object it is about.
+    pub kind: ObjectKind,
+    /// The object's name.
+    pub name: String,
     /// The Event object's UID (for de-duplication across relists).
     pub uid: String,
     /// The Event object's resourceVersion.

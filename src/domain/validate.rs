@@ -15,7 +15,10 @@ use crate::domain::names::{
     is_iana_service_name, name_part_rule, quantity_nanos, validate_annotation_key,
     validate_label_key, validate_label_value, validate_quantity,
 };
-use crate::domain::spec::{DEFAULT_WAIT_TIMEOUT, DeployInput, DeploySpec, WaitFor};
+use crate::domain::spec::{DEFAULT_WAIT_TIMEOUT, DeployInput, DeploySpec, EnvVar, WaitFor};
+use crate::domain::workload::{
+    EnvSource, HttpGet, Probe, ProbeAction, ProbePort, Workload, check_env_source, check_workload,
+};
 use crate::domain::{
     IMAGE_ANNOTATION, MANAGED_BY_LABEL, POD_SECURITY_ANNOTATION, REQUEST_HASH_ANNOTATION,
     RESERVED_PREFIX,
@@ -98,6 +101,29 @@ impl fmt::Display for Violations {
 
 impl std::error::Error for Violations {}
 
+/// For table tests: `violations` is one violation of `field`, whose description contains
+/// `description` and has no trailing period.
+#[cfg(test)]
+pub(crate) fn assert_one_violation(
+    case: &str,
+    violations: &Violations,
+    field: &str,
+    description: &str,
+) {
+    assert_eq!(violations.0.len(), 1, "{case}: {violations}");
+    let violation = &violations.0[0];
+    assert_eq!(violation.field, field, "{case}: {violations}");
+    assert!(
+        violation.description.contains(description),
+        "{case}: {:?} should contain {description:?}",
+        violation.description
+    );
+    assert!(
+        !violation.description.ends_with('.'),
+        "{case}: {violations}"
+    );
+}
+
 /// A namespace: required, a DNS-1123 label.
 pub fn validate_namespace(field: &str, value: &str) -> Result<(), Violations> {
     let mut violations = Violations::default();
@@ -145,6 +171,7 @@ pub fn validate_deploy(input: &DeployInput) -> Result<DeploySpec, Violations> {
     check_annotations(&mut violations, input);
     check_env(&mut violations, input);
     check_ports(&mut violations, input);
+    check_workload(&mut violations, &input.workload, &input.ports);
     check_resources(&mut violations, "requests", &input.requests);
     check_resources(&mut violations, "limits", &input.limits);
     check_limits_cover_requests(&mut violations, input);
@@ -181,6 +208,7 @@ pub fn validate_deploy(input: &DeployInput) -> Result<DeploySpec, Violations> {
         wait,
         request_hash,
         pod_security: input.pod_security,
+        workload: input.workload.clone(),
     })
 }
 
@@ -303,9 +331,10 @@ fn map_size(map: &BTreeMap<String, String>) -> usize {
 }
 
 /// What each part of the request adds to the pod's JSON, by the field that carries it.
-fn pod_size_by_field(input: &DeployInput) -> [(&'static str, usize); 9] {
+fn pod_size_by_field(input: &DeployInput) -> [(&'static str, usize); 15] {
     // The image appears twice: in the container and in the service's annotation.
     let service_annotations = service_annotations_size(&input.image) + 3 * ITEM_OVERHEAD;
+    let workload = &input.workload;
     [
         ("image", 2 * json_string_size(&input.image)),
         ("name", json_string_size(&input.name)),
@@ -322,7 +351,13 @@ fn pod_size_by_field(input: &DeployInput) -> [(&'static str, usize); 9] {
                 .map(|var| {
                     json_string_size(&var.name) + json_string_size(&var.value) + ITEM_OVERHEAD
                 })
-                .sum(),
+                .sum::<usize>()
+                + input
+                    .env
+                    .iter()
+                    .filter_map(|var| var.value_from.as_ref())
+                    .map(env_source_size)
+                    .sum::<usize>(),
         ),
         (
             "ports",
@@ -338,7 +373,85 @@ fn pod_size_by_field(input: &DeployInput) -> [(&'static str, usize); 9] {
             "resources",
             map_size(&input.requests) + map_size(&input.limits),
         ),
+        (
+            "probes",
+            workload
+                .probes
+                .iter()
+                .map(|(_, probe)| probe_size(probe))
+                .sum(),
+        ),
+        (
+            "env_from",
+            workload
+                .env_from
+                .iter()
+                .map(|source| {
+                    let name = source.source.as_ref().map_or("", |object| object.parts().2);
+                    json_string_size(&source.prefix) + json_string_size(name) + 3 * ITEM_OVERHEAD
+                })
+                .sum(),
+        ),
+        (
+            "image_pull_secrets",
+            workload
+                .image_pull_secrets
+                .iter()
+                .map(|name| json_string_size(name) + 2 * ITEM_OVERHEAD)
+                .sum(),
+        ),
+        (
+            "service_account",
+            json_string_size(&workload.service_account) + ITEM_OVERHEAD,
+        ),
+        ("node_selector", map_size(&workload.node_selector)),
+        (
+            "tolerations",
+            workload
+                .tolerations
+                .iter()
+                .map(|t| json_string_size(&t.key) + json_string_size(&t.value) + 4 * ITEM_OVERHEAD)
+                .sum(),
+        ),
     ]
+}
+
+/// What an env var's value_from adds: `"valueFrom":{"secretKeyRef":{"name":..,"key":..,
+/// "optional":false}}`.
+fn env_source_size(source: &EnvSource) -> usize {
+    let (_, _, key) = source.parts();
+    json_string_size(&key.name) + json_string_size(&key.key) + 3 * ITEM_OVERHEAD
+}
+
+/// What one probe adds: its action with its strings, and up to five numbers, each counted as
+/// one item.
+fn probe_size(probe: &Probe) -> usize {
+    let action = match &probe.action {
+        None => 0,
+        Some(ProbeAction::HttpGet(HttpGet {
+            path,
+            port,
+            headers,
+            ..
+        })) => {
+            json_string_size(path)
+                + probe_port_size(port)
+                + headers
+                    .iter()
+                    .map(|(name, value)| {
+                        json_string_size(name) + json_string_size(value) + ITEM_OVERHEAD
+                    })
+                    .sum::<usize>()
+        }
+        Some(ProbeAction::TcpSocket(port)) => probe_port_size(port),
+        Some(ProbeAction::Grpc { service, .. }) => json_string_size(service),
+        Some(ProbeAction::Exec(command)) => strings_size(command),
+    };
+    action + 10 * ITEM_OVERHEAD
+}
+
+fn probe_port_size(port: &ProbePort) -> usize {
+    json_string_size(&port.name) + ITEM_OVERHEAD
 }
 
 /// An upper bound of the size of the pod built for `input`, as JSON (namespace and request id
@@ -389,6 +502,7 @@ fn check_env(violations: &mut Violations, input: &DeployInput) {
         } else {
             seen.insert(&var.name, i);
         }
+        check_env_source(violations, i, var);
     }
 }
 
@@ -527,7 +641,103 @@ fn request_hash(input: &DeployInput) -> String {
     if let Some(profile) = input.pod_security {
         hash.field("pod_security").text(profile.as_str());
     }
+    // Likewise only when used.
+    if input.env.iter().any(|var| var.value_from.is_some()) || !input.workload.is_empty() {
+        hash_workload(&mut hash, &input.env, &input.workload);
+    }
     hash.finish()
+}
+
+/// The env vars' value_from and the workload fields, for [`request_hash`]. An absent optional
+/// part is hashed as an empty text where present ones start with a non-empty tag, so that no
+/// two requests encode alike.
+fn hash_workload(hash: &mut CanonicalHasher, env: &[EnvVar], workload: &Workload) {
+    hash.field("workload v1");
+    hash.field("env value_from").count(env.len());
+    for var in env {
+        match &var.value_from {
+            None => hash.text(""),
+            Some(source) => {
+                let (field, _, key) = source.parts();
+                hash.text(field)
+                    .text(&key.name)
+                    .text(&key.key)
+                    .flag(key.optional)
+            }
+        };
+    }
+    hash.field("probes");
+    for probe in [
+        &workload.probes.readiness,
+        &workload.probes.liveness,
+        &workload.probes.startup,
+    ] {
+        match probe {
+            None => {
+                hash.text("");
+            }
+            Some(probe) => hash_probe(hash, probe),
+        }
+    }
+    hash.field("env_from").count(workload.env_from.len());
+    for source in &workload.env_from {
+        hash.text(&source.prefix).flag(source.optional);
+        match &source.source {
+            None => hash.text(""),
+            Some(object) => {
+                let (field, _, name) = object.parts();
+                hash.text(field).text(name)
+            }
+        };
+    }
+    hash.field("image_pull_secrets")
+        .list(&workload.image_pull_secrets);
+    hash.field("service_account")
+        .text(&workload.service_account);
+    hash.field("node_selector").map(&workload.node_selector);
+    hash.field("tolerations").count(workload.tolerations.len());
+    for toleration in &workload.tolerations {
+        hash.text(&toleration.key)
+            .text(toleration.operator.as_str())
+            .text(&toleration.value)
+            .text(toleration.effect.map_or("", |effect| effect.as_str()))
+            .duration(toleration.toleration_seconds);
+    }
+}
+
+fn hash_probe(hash: &mut CanonicalHasher, probe: &Probe) {
+    match &probe.action {
+        None => {
+            hash.text("none");
+        }
+        Some(ProbeAction::HttpGet(http)) => {
+            hash.text("http_get")
+                .text(&http.path)
+                .number(u64::from(http.port.number))
+                .text(&http.port.name)
+                .text(http.scheme.as_str())
+                .count(http.headers.len());
+            for (name, value) in &http.headers {
+                hash.text(name).text(value);
+            }
+        }
+        Some(ProbeAction::TcpSocket(port)) => {
+            hash.text("tcp_socket")
+                .number(u64::from(port.number))
+                .text(&port.name);
+        }
+        Some(ProbeAction::Grpc { port, service }) => {
+            hash.text("grpc").number(u64::from(*port)).text(service);
+        }
+        Some(ProbeAction::Exec(command)) => {
+            hash.text("exec").list(command);
+        }
+    }
+    hash.duration(probe.initial_delay)
+        .duration(probe.period)
+        .duration(probe.timeout)
+        .number(u64::from(probe.success_threshold))
+        .number(u64::from(probe.failure_threshold));
 }
 
 /// Feeds length-prefixed items to SHA-256, so that no two different requests encode alike.
@@ -551,6 +761,20 @@ impl CanonicalHasher {
 
     fn field(&mut self, name: &str) -> &mut Self {
         self.text(name)
+    }
+
+    fn flag(&mut self, value: bool) -> &mut Self {
+        self.number(u64::from(value))
+    }
+
+    fn duration(&mut self, value: Option<Duration>) -> &mut Self {
+        match value {
+            None => self.flag(false),
+            Some(value) => self
+                .flag(true)
+                .number(value.as_secs())
+                .number(u64::from(value.subsec_nanos())),
+        }
     }
 
     fn list(&mut self, items: &[String]) -> &mut Self {
@@ -585,6 +809,9 @@ impl CanonicalHasher {
 mod tests {
     use super::*;
     use crate::domain::spec::{EnvVar, PodSecurityProfile, Port, Protocol, RestartPolicy};
+    use crate::domain::workload::{
+        EnvFromObject, ProbeAction, TaintEffect, example_env, example_ports, example_workload,
+    };
 
     fn valid() -> DeployInput {
         DeployInput {
@@ -598,6 +825,7 @@ mod tests {
         EnvVar {
             name: name.into(),
             value: "v".into(),
+            value_from: None,
         }
     }
 
@@ -657,7 +885,7 @@ mod tests {
              "annotations", "must be at most 256 KiB (262144 bytes), not 262308 bytes (counting the 161 bytes of the annotations k8s-deployer adds)"),
             ("annotations too large with ours", |i| i.annotations = map(&[("big", &"x".repeat(256 * 1024 - 100))]),
              "annotations", "not 262208 bytes (counting the 161 bytes"),
-            ("env too large for a pod", |i| i.env = vec![EnvVar { name: "BIG".into(), value: "x".repeat(2 << 20) }],
+            ("env too large for a pod", |i| i.env = vec![EnvVar { name: "BIG".into(), value: "x".repeat(2 << 20), value_from: None }],
              "env", "the pod would take about 2101"),
             ("args too large for a pod", |i| i.args = vec!["\"".repeat(600 * 1024)],
              "args", "more than the 1 MiB (1048576 bytes) a pod may take; args takes 1228834 of them"),
@@ -713,18 +941,7 @@ mod tests {
             let mut input = valid();
             edit(&mut input);
             let violations = validate_deploy(&input).expect_err(case);
-            assert_eq!(violations.0.len(), 1, "{case}: {violations}");
-            let violation = &violations.0[0];
-            assert_eq!(violation.field, field, "{case}: {violations}");
-            assert!(
-                violation.description.contains(description),
-                "{case}: {:?} should contain {description:?}",
-                violation.description
-            );
-            assert!(
-                !violation.description.ends_with('.'),
-                "{case}: {violations}"
-            );
+            assert_one_violation(case, &violations, field, description);
         }
     }
 
@@ -767,9 +984,12 @@ mod tests {
                 ("note", "any text at all: {}\n"),
                 ("Example.com/Owner", "me"),
             ]),
-            env: vec![env("PATH"), env("_x"), env("my.var-1")],
+            env: [env("PATH"), env("_x"), env("my.var-1")]
+                .into_iter()
+                .chain(example_env())
+                .collect(),
             ports: vec![
-                port("http", 80, Protocol::Tcp),
+                port("http", 8080, Protocol::Tcp),
                 port("dns", 53, Protocol::Udp),
                 port("", 53, Protocol::Tcp),
                 port("", 65535, Protocol::Sctp),
@@ -788,8 +1008,10 @@ mod tests {
             wait_for: WaitFor::Ready,
             wait_timeout: Some(Duration::from_secs(3600)),
             pod_security: Some(PodSecurityProfile::Restricted),
+            workload: example_workload(),
         };
         let spec = validate_deploy(&input).expect("valid request");
+        assert_eq!(spec.workload, example_workload());
         assert_eq!(spec.pod_security, Some(PodSecurityProfile::Restricted));
         assert_eq!(spec.image.path, "org/app");
         assert_eq!(spec.name, "web-1");
@@ -923,6 +1145,34 @@ mod tests {
             ("requests", |i| i.requests = map(&[("cpu", "1")])),
             ("limits", |i| i.limits = map(&[("cpu", "1")])),
             ("restart_policy", |i| i.restart_policy = RestartPolicy::OnFailure),
+            ("env value_from", |i| i.env = example_env()),
+            ("env value_from optional", |i| {
+                i.env = example_env();
+                if let Some(EnvSource::SecretKey(key)) = &mut i.env[0].value_from { key.optional = true; }
+            }),
+            ("workload", |i| { i.ports = example_ports(); i.workload = example_workload(); }),
+            ("probe timing", |i| {
+                i.ports = example_ports();
+                i.workload = example_workload();
+                if let Some(probe) = &mut i.workload.probes.liveness { probe.period = Some(Duration::from_secs(7)); }
+            }),
+            ("probe kind", |i| {
+                i.ports = example_ports();
+                i.workload = example_workload();
+                if let Some(probe) = &mut i.workload.probes.startup { probe.action = Some(ProbeAction::Exec(vec!["/bin/check".into()])); }
+            }),
+            ("env_from kind", |i| {
+                i.ports = example_ports();
+                i.workload = example_workload();
+                i.workload.env_from[0].source = Some(EnvFromObject::ConfigMap("db-env".into()));
+            }),
+            ("pull secrets", |i| i.workload.image_pull_secrets = vec!["regcred".into()]),
+            ("service_account", |i| i.workload.service_account = "runner".into()),
+            ("node_selector", |i| i.workload.node_selector = map(&[("disk", "ssd")])),
+            ("toleration", |i| i.workload.tolerations = vec![crate::domain::workload::Toleration {
+                key: "k".into(), effect: Some(TaintEffect::NoExecute), toleration_seconds: Some(Duration::from_secs(1)),
+                ..Default::default()
+            }]),
         ];
         let mut seen = std::collections::BTreeSet::from([original.clone()]);
         for (case, edit) in different {

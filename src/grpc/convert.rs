@@ -8,7 +8,11 @@ use std::time::Duration;
 use crate::domain::spec::{EnvVar, PodSecurityProfile, Port, Protocol, RestartPolicy};
 use crate::domain::status::{ContainerState, Time};
 use crate::domain::validate::validate_deploy;
-use crate::domain::{DeployInput, Health, PodEvent, Reason, Violations, WaitFor};
+use crate::domain::workload::{
+    EnvFromObject, EnvFromSource, EnvSource, HttpGet, HttpScheme, KeyRef, Probe, ProbeAction,
+    ProbePort, Probes, TaintEffect, Toleration, TolerationOperator, Workload,
+};
+use crate::domain::{DeployInput, Health, ObjectEvent, Reason, Violations, WaitFor};
 use crate::hub::PodView;
 use crate::proto::deployer::v1 as pb;
 
@@ -52,7 +56,7 @@ where
 }
 
 /// The names of a proto enum's values, for messages.
-trait EnumNames {
+pub(crate) trait EnumNames {
     fn names() -> Vec<&'static str>;
 }
 
@@ -72,11 +76,21 @@ enum_names! {
     pb::PodSecurity => [Unspecified, Baseline, Restricted],
     pb::Protocol => [Unspecified, Tcp, Udp, Sctp],
     pb::Until => [Unspecified, None, Ready, Terminal],
+    pb::HttpScheme => [Unspecified, Http, Https],
+    pb::TolerationOperator => [Unspecified, Equal, Exists],
+    pb::TaintEffect => [Unspecified, NoSchedule, PreferNoSchedule, NoExecute],
+    pb::RolloutWaitFor => [Unspecified, None, RolledOut, Available],
+    pb::StrategyType => [Unspecified, RollingUpdate, Recreate],
+    pb::RolloutUntil => [Unspecified, None, RolledOut, Terminal],
 }
 
-/// `until` of a WatchStatus request; INVALID_ARGUMENT naming the field for a number that is
-/// not an `Until`.
-pub fn until(value: i32) -> Result<pb::Until, Violations> {
+/// `until` of a WatchStatus request (an `Until`) or a WatchRollout request (a
+/// `RolloutUntil`); INVALID_ARGUMENT naming the field for a number that is not one of its
+/// values.
+pub(crate) fn until<E>(value: i32) -> Result<E, Violations>
+where
+    E: TryFrom<i32> + EnumNames,
+{
     let mut violations = Violations::default();
     let until = known(&mut violations, "until", value);
     match until {
@@ -129,6 +143,32 @@ impl TryFrom<pb::DeployRequest> for DeployInput {
             Some(pb::PodSecurity::Restricted) => Some(PodSecurityProfile::Restricted),
             _ => None,
         };
+        let workload = Workload {
+            probes: request
+                .probes
+                .map(|probes| Probes {
+                    readiness: probes
+                        .readiness
+                        .map(|p| probe(&mut violations, "probes.readiness", p)),
+                    liveness: probes
+                        .liveness
+                        .map(|p| probe(&mut violations, "probes.liveness", p)),
+                    startup: probes
+                        .startup
+                        .map(|p| probe(&mut violations, "probes.startup", p)),
+                })
+                .unwrap_or_default(),
+            env_from: request.env_from.into_iter().map(env_from).collect(),
+            image_pull_secrets: request.image_pull_secrets,
+            service_account: request.service_account,
+            node_selector: request.node_selector.into_iter().collect(),
+            tolerations: request
+                .tolerations
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| toleration(&mut violations, &format!("tolerations[{i}]"), t))
+                .collect(),
+        };
         let input = Self {
             image: request.image,
             namespace: request.namespace,
@@ -138,9 +178,13 @@ impl TryFrom<pb::DeployRequest> for DeployInput {
             env: request
                 .env
                 .into_iter()
-                .map(|e| EnvVar {
+                .enumerate()
+                .map(|(i, e)| EnvVar {
                     name: e.name,
                     value: e.value,
+                    value_from: e
+                        .value_from
+                        .and_then(|from| env_source(&mut violations, i, from)),
                 })
                 .collect(),
             ports,
@@ -158,6 +202,7 @@ impl TryFrom<pb::DeployRequest> for DeployInput {
                 .wait_timeout
                 .as_ref()
                 .map(|d| duration(d).unwrap_or(Duration::ZERO)),
+            workload,
         };
         if violations.is_empty() {
             return Ok(input);
@@ -166,6 +211,127 @@ impl TryFrom<pb::DeployRequest> for DeployInput {
             violations.extend(others);
         }
         Err(violations)
+    }
+}
+
+/// A duration field of the workload; a negative one is a violation naming `field` (unlike
+/// wait_timeout, zero is a valid value here, so it cannot stand in for the negative one).
+fn non_negative(
+    violations: &mut Violations,
+    field: &str,
+    value: Option<prost_types::Duration>,
+) -> Option<Duration> {
+    let value = value?;
+    let converted = duration(&value);
+    if converted.is_none() {
+        violations.push(field, "must not be negative");
+    }
+    converted
+}
+
+fn env_source(
+    violations: &mut Violations,
+    index: usize,
+    from: pb::EnvVarSource,
+) -> Option<EnvSource> {
+    use pb::env_var_source::Source;
+    let key = |k: pb::KeyReference| KeyRef {
+        name: k.name,
+        key: k.key,
+        optional: k.optional,
+    };
+    match from.source {
+        Some(Source::SecretKey(k)) => Some(EnvSource::SecretKey(key(k))),
+        Some(Source::ConfigMapKey(k)) => Some(EnvSource::ConfigMapKey(key(k))),
+        None => {
+            violations.push(
+                format!("env[{index}].value_from"),
+                "one of secret_key and config_map_key is required",
+            );
+            None
+        }
+    }
+}
+
+fn probe_port(port: u32, name: String) -> ProbePort {
+    ProbePort { number: port, name }
+}
+
+fn probe(violations: &mut Violations, place: &str, probe: pb::Probe) -> Probe {
+    use pb::probe::Action;
+    let action = probe.action.map(|action| match action {
+        Action::HttpGet(http) => {
+            let field = format!("{place}.http_get.scheme");
+            ProbeAction::HttpGet(HttpGet {
+                path: http.path,
+                port: probe_port(http.port, http.port_name),
+                scheme: match known(violations, &field, http.scheme) {
+                    Some(pb::HttpScheme::Https) => HttpScheme::Https,
+                    _ => HttpScheme::Http,
+                },
+                headers: http
+                    .headers
+                    .into_iter()
+                    .map(|h| (h.name, h.value))
+                    .collect(),
+            })
+        }
+        Action::TcpSocket(tcp) => ProbeAction::TcpSocket(probe_port(tcp.port, tcp.port_name)),
+        Action::Grpc(grpc) => ProbeAction::Grpc {
+            port: grpc.port,
+            service: grpc.service,
+        },
+        Action::Exec(exec) => ProbeAction::Exec(exec.command),
+    });
+    let mut timing =
+        |name: &str, value| non_negative(violations, &format!("{place}.{name}"), value);
+    Probe {
+        action,
+        initial_delay: timing("initial_delay", probe.initial_delay),
+        period: timing("period", probe.period),
+        timeout: timing("timeout", probe.timeout),
+        success_threshold: probe.success_threshold,
+        failure_threshold: probe.failure_threshold,
+    }
+}
+
+fn env_from(source: pb::EnvFromSource) -> EnvFromSource {
+    use pb::env_from_source::Source;
+    EnvFromSource {
+        prefix: source.prefix,
+        source: source.source.map(|object| match object {
+            Source::Secret(name) => EnvFromObject::Secret(name),
+            Source::ConfigMap(name) => EnvFromObject::ConfigMap(name),
+        }),
+        optional: source.optional,
+    }
+}
+
+fn toleration(violations: &mut Violations, place: &str, toleration: pb::Toleration) -> Toleration {
+    let operator = match known(
+        violations,
+        &format!("{place}.operator"),
+        toleration.operator,
+    ) {
+        Some(pb::TolerationOperator::Exists) => TolerationOperator::Exists,
+        _ => TolerationOperator::Equal,
+    };
+    let effect = match known(violations, &format!("{place}.effect"), toleration.effect) {
+        Some(pb::TaintEffect::NoSchedule) => Some(TaintEffect::NoSchedule),
+        Some(pb::TaintEffect::PreferNoSchedule) => Some(TaintEffect::PreferNoSchedule),
+        Some(pb::TaintEffect::NoExecute) => Some(TaintEffect::NoExecute),
+        _ => None,
+    };
+    Toleration {
+        key: toleration.key,
+        operator,
+        value: toleration.value,
+        effect,
+        toleration_seconds: non_negative(
+            violations,
+            &format!("{place}.toleration_seconds"),
+            toleration.toleration_seconds,
+        ),
     }
 }
 
@@ -308,11 +474,11 @@ impl From<&PodView> for pb::PodStatus {
     }
 }
 
-impl From<&PodEvent> for pb::PodEvent {
-    fn from(event: &PodEvent) -> Self {
+impl From<&ObjectEvent> for pb::PodEvent {
+    fn from(event: &ObjectEvent) -> Self {
         Self {
             namespace: event.namespace.clone(),
-            pod: event.pod.clone(),
+            pod: event.name.clone(),
             r#type: event.type_.clone(),
             reason: event.reason.clone(),
             message: event.message.clone(),
@@ -336,12 +502,17 @@ impl From<PodSecurityProfile> for pb::PodSecurity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::workload::{example_env, example_workload};
 
     #[test]
     fn reason_and_health_names_drop_their_prefix() {
         assert_eq!(reason_name(Reason::ImagePullFailed), "IMAGE_PULL_FAILED");
         assert_eq!(reason_name(Reason::None), "UNSPECIFIED");
         assert_eq!(health_name(Health::Pending), "PENDING");
+    }
+
+    fn seconds(seconds: i64) -> prost_types::Duration {
+        prost_types::Duration { seconds, nanos: 0 }
     }
 
     #[test]
@@ -360,12 +531,41 @@ mod tests {
             name: "web.1".into(),
             labels: map(&[("app", "web")]),
             annotations: map(&[("note", "hello")]),
-            env: vec![pb::EnvVar {
-                name: "MODE".into(),
-                value: "prod".into(),
-                value_from: None,
-            }],
+            env: vec![
+                pb::EnvVar {
+                    name: "MODE".into(),
+                    value: "prod".into(),
+                    value_from: None,
+                },
+                pb::EnvVar {
+                    name: "PASSWORD".into(),
+                    value: String::new(),
+                    value_from: Some(pb::EnvVarSource {
+                        source: Some(pb::env_var_source::Source::SecretKey(pb::KeyReference {
+                            name: "db-password".into(),
+                            key: "password".into(),
+                            optional: false,
+                        })),
+                    }),
+                },
+                pb::EnvVar {
+                    name: "APP_MODE".into(),
+                    value: String::new(),
+                    value_from: Some(pb::EnvVarSource {
+                        source: Some(pb::env_var_source::Source::ConfigMapKey(pb::KeyReference {
+                            name: "settings".into(),
+                            key: "app.mode".into(),
+                            optional: true,
+                        })),
+                    }),
+                },
+            ],
             ports: vec![
+                pb::ContainerPort {
+                    name: "http".into(),
+                    container_port: 8080,
+                    protocol: pb::Protocol::Tcp.into(),
+                },
                 pb::ContainerPort {
                     name: "dns".into(),
                     container_port: 53,
@@ -397,8 +597,74 @@ mod tests {
                 nanos: 5,
             }),
             pod_security: pb::PodSecurity::Restricted.into(),
-            // The workload fields (probes, env_from, ...) have their own tests.
-            ..pb::DeployRequest::default()
+            probes: Some(pb::Probes {
+                readiness: Some(pb::Probe {
+                    action: Some(pb::probe::Action::HttpGet(pb::HttpGetAction {
+                        path: "/healthz?full=1".into(),
+                        port: 0,
+                        port_name: "http".into(),
+                        scheme: pb::HttpScheme::Https.into(),
+                        headers: vec![pb::HttpHeader {
+                            name: "X-Probe".into(),
+                            value: "yes".into(),
+                        }],
+                    })),
+                    initial_delay: Some(seconds(2)),
+                    period: Some(seconds(5)),
+                    timeout: Some(seconds(3)),
+                    success_threshold: 2,
+                    failure_threshold: 4,
+                }),
+                liveness: Some(pb::Probe {
+                    action: Some(pb::probe::Action::TcpSocket(pb::TcpSocketAction {
+                        port: 8080,
+                        port_name: String::new(),
+                    })),
+                    ..pb::Probe::default()
+                }),
+                startup: Some(pb::Probe {
+                    action: Some(pb::probe::Action::Exec(pb::ExecAction {
+                        command: strings(&["/bin/check", "--quick"]),
+                    })),
+                    failure_threshold: 30,
+                    ..pb::Probe::default()
+                }),
+            }),
+            env_from: vec![
+                pb::EnvFromSource {
+                    prefix: "DB_".into(),
+                    source: Some(pb::env_from_source::Source::Secret("db-env".into())),
+                    optional: false,
+                },
+                pb::EnvFromSource {
+                    prefix: String::new(),
+                    source: Some(pb::env_from_source::Source::ConfigMap("app.config".into())),
+                    optional: true,
+                },
+            ],
+            image_pull_secrets: strings(&["regcred", "other-regcred"]),
+            service_account: "runner".into(),
+            node_selector: map(&[("disktype", "ssd")]),
+            tolerations: vec![
+                pb::Toleration {
+                    key: "dedicated".into(),
+                    operator: pb::TolerationOperator::Equal.into(),
+                    value: "batch".into(),
+                    effect: pb::TaintEffect::NoSchedule.into(),
+                    toleration_seconds: None,
+                },
+                pb::Toleration {
+                    key: "node.kubernetes.io/unreachable".into(),
+                    operator: pb::TolerationOperator::Exists.into(),
+                    value: String::new(),
+                    effect: pb::TaintEffect::NoExecute.into(),
+                    toleration_seconds: Some(seconds(30)),
+                },
+                pb::Toleration {
+                    operator: pb::TolerationOperator::Exists.into(),
+                    ..pb::Toleration::default()
+                },
+            ],
         };
         let input = DeployInput::try_from(request).expect("a valid request");
         let want = DeployInput {
@@ -407,11 +673,20 @@ mod tests {
             name: "web.1".into(),
             labels: [("app".to_owned(), "web".to_owned())].into(),
             annotations: [("note".to_owned(), "hello".to_owned())].into(),
-            env: vec![EnvVar {
+            env: [EnvVar {
                 name: "MODE".into(),
                 value: "prod".into(),
-            }],
+                value_from: None,
+            }]
+            .into_iter()
+            .chain(example_env())
+            .collect(),
             ports: vec![
+                Port {
+                    name: "http".into(),
+                    number: 8080,
+                    protocol: Protocol::Tcp,
+                },
                 Port {
                     name: "dns".into(),
                     number: 53,
@@ -438,6 +713,7 @@ mod tests {
             wait_for: WaitFor::Ready,
             wait_timeout: Some(Duration::new(30, 5)),
             pod_security: Some(PodSecurityProfile::Restricted),
+            workload: example_workload(),
         };
         assert_eq!(input, want);
 
@@ -477,6 +753,26 @@ mod tests {
             (|r| r.pod_security = 3, "pod_security", "unknown value 3 (one of POD_SECURITY_UNSPECIFIED"),
             (|r| r.ports = vec![pb::ContainerPort { container_port: 80, protocol: 99, ..pb::ContainerPort::default() }],
              "ports[0].protocol", "unknown value 99 (one of PROTOCOL_UNSPECIFIED"),
+            (|r| r.probes = Some(pb::Probes { readiness: Some(pb::Probe {
+                action: Some(pb::probe::Action::HttpGet(pb::HttpGetAction { port: 80, scheme: 7, ..Default::default() })),
+                ..Default::default() }), ..Default::default() }),
+             "probes.readiness.http_get.scheme", "unknown value 7 (one of HTTP_SCHEME_UNSPECIFIED, HTTP_SCHEME_HTTP, HTTP_SCHEME_HTTPS"),
+            (|r| r.tolerations = vec![pb::Toleration { key: "k".into(), operator: 5, ..Default::default() }],
+             "tolerations[0].operator", "unknown value 5 (one of TOLERATION_OPERATOR_UNSPECIFIED"),
+            (|r| r.tolerations = vec![pb::Toleration { key: "k".into(), effect: 9, ..Default::default() }],
+             "tolerations[0].effect", "unknown value 9 (one of TAINT_EFFECT_UNSPECIFIED"),
+            // Not enums, but likewise only visible in the proto: a negative duration, a
+            // value_from with neither source.
+            (|r| r.probes = Some(pb::Probes { liveness: Some(pb::Probe {
+                action: Some(pb::probe::Action::Grpc(pb::GrpcAction { port: 9000, service: String::new() })),
+                initial_delay: Some(prost_types::Duration { seconds: -1, nanos: 0 }),
+                ..Default::default() }), ..Default::default() }),
+             "probes.liveness.initial_delay", "must not be negative"),
+            (|r| r.tolerations = vec![pb::Toleration { key: "k".into(), effect: pb::TaintEffect::NoExecute.into(),
+                toleration_seconds: Some(prost_types::Duration { seconds: -5, nanos: 0 }), ..Default::default() }],
+             "tolerations[0].toleration_seconds", "must not be negative"),
+            (|r| r.env = vec![pb::EnvVar { name: "A".into(), value: String::new(), value_from: Some(pb::EnvVarSource { source: None }) }],
+             "env[0].value_from", "one of secret_key and config_map_key is required"),
         ];
         for (edit, field, description) in cases {
             let mut request = valid();
@@ -503,7 +799,11 @@ mod tests {
 
         assert_eq!(until(pb::Until::Terminal.into()), Ok(pb::Until::Terminal));
         assert_eq!(until(0), Ok(pb::Until::Unspecified));
-        let violations = until(99).expect_err("unknown");
+        assert_eq!(
+            until(pb::RolloutUntil::RolledOut.into()),
+            Ok(pb::RolloutUntil::RolledOut)
+        );
+        let violations = until::<pb::Until>(99).expect_err("unknown");
         assert_eq!(violations.0[0].field, "until");
         assert!(
             violations.0[0]

@@ -56,7 +56,8 @@ impl DeployerService {
 
     /// What every request that makes pods (a pod, or a Deployment's template) passes before
     /// anything reaches the API server: the namespace is served, the caller may do `action`
-    /// there, the image policy allows the image, and the Pod Security profile asked for is not
+    /// there, the policy lets it reference every Secret, ConfigMap and ServiceAccount the pods
+    /// would, the image policy allows the image, and the Pod Security profile asked for is not
     /// below the operator's floor.
     pub(super) fn admit_pods(
         &self,
@@ -66,8 +67,36 @@ impl DeployerService {
     ) -> Result<()> {
         self.check_namespace(&spec.namespace)?;
         self.authorize(caller, action, &spec.namespace)?;
+        self.check_references(caller, action, spec)?;
         self.check_image(&spec.image)?;
         self.profile_for(spec, None).map(drop)
+    }
+
+    /// Refuse references the policy does not allow: anyone who may create a pod could read
+    /// any Secret of its namespace through it. Every refused reference is listed, each after
+    /// the field that makes it.
+    fn check_references(&self, caller: &Caller, action: Action, spec: &DeploySpec) -> Result<()> {
+        let refused: Vec<String> = spec
+            .references()
+            .into_iter()
+            .filter_map(|reference| {
+                self.policy
+                    .check_reference(
+                        caller,
+                        action,
+                        &spec.namespace,
+                        reference.kind,
+                        &reference.name,
+                    )
+                    .err()
+                    .map(|denied| format!("{}: {denied}", reference.field))
+            })
+            .collect();
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Forbidden(refused.join("; ")))
+        }
     }
 
     /// The Pod Security profile the pods of `spec` get in a namespace that enforces

@@ -1,17 +1,19 @@
-//! Kubernetes objects to domain types: [`pod_state`], [`pod_event`], [`deployment_state`] and
-//! [`replica_set_state`].
+//! Kubernetes objects to domain types: [`pod_state`], [`object_event`], [`deployment_state`],
+//! [`replica_set_state`] and [`service_state`].
 
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time as KubeTime;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::domain::rollout::{DeploymentState, ReplicaSetState, Strategy};
-use crate::domain::spec::PodSecurityProfile;
+use crate::domain::rollout::{
+    DeploymentState, ReplicaSetState, ServicePortState, ServiceState, Strategy,
+};
+use crate::domain::spec::{PodSecurityProfile, Protocol};
 use crate::domain::status::{Condition, ContainerState, ContainerStatus, Owner, Time};
 use crate::domain::{
-    IMAGE_ANNOTATION, POD_SECURITY_ANNOTATION, PodEvent, PodState, REQUEST_HASH_ANNOTATION,
-    REQUEST_ID_LABEL,
+    IMAGE_ANNOTATION, ObjectEvent, ObjectKind, POD_SECURITY_ANNOTATION, PodState,
+    REQUEST_HASH_ANNOTATION, REQUEST_ID_LABEL,
 };
 
 fn time(t: Option<&KubeTime>) -> Option<Time> {
@@ -142,23 +144,29 @@ fn container_state(state: Option<&core::ContainerState>) -> ContainerState {
     }
 }
 
-/// The domain view of an Event, when it is about a pod.
+/// The domain view of an Event, when it is about a pod, a ReplicaSet or a Deployment; `None`
+/// for Events about anything else.
 #[must_use]
-pub fn pod_event(event: &core::Event) -> Option<PodEvent> {
+pub fn object_event(event: &core::Event) -> Option<ObjectEvent> {
     let object = &event.involved_object;
-    if object.kind.as_deref() != Some("Pod") {
-        return None;
-    }
+    let kind = match (object.kind.as_deref(), object.api_version.as_deref()) {
+        (Some("Pod"), _) => ObjectKind::Pod,
+        // The controllers name apps/v1; an Event without apiVersion is still taken at its word.
+        (Some("ReplicaSet"), Some("apps/v1") | None) => ObjectKind::ReplicaSet,
+        (Some("Deployment"), Some("apps/v1") | None) => ObjectKind::Deployment,
+        _ => return None,
+    };
     let last_time = time(event.last_timestamp.as_ref())
         .or_else(|| event.event_time.as_ref().map(|t| t.0))
         .or_else(|| time(event.metadata.creation_timestamp.as_ref()));
-    Some(PodEvent {
+    Some(ObjectEvent {
+        kind,
         namespace: object
             .namespace
             .clone()
             .or_else(|| event.metadata.namespace.clone())
             .unwrap_or_default(),
-        pod: object.name.clone()?,
+        name: object.name.clone()?,
         uid: event.metadata.uid.clone().unwrap_or_default(),
         resource_version: event.metadata.resource_version.clone().unwrap_or_default(),
         type_: event.type_.clone().unwrap_or_else(|| "Normal".to_owned()),
@@ -288,6 +296,37 @@ pub fn replica_set_state(replica_set: &apps::ReplicaSet) -> ReplicaSetState {
     }
 }
 
+/// The domain view of a Deployment's Service.
+#[must_use]
+pub fn service_state(service: &core::Service) -> ServiceState {
+    let spec = service.spec.as_ref();
+    ServiceState {
+        name: service.metadata.name.clone().unwrap_or_default(),
+        cluster_ip: spec
+            .and_then(|s| s.cluster_ip.clone())
+            .filter(|ip| !ip.is_empty() && ip != "None"),
+        ports: spec
+            .and_then(|s| s.ports.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|port| ServicePortState {
+                name: port.name.clone().unwrap_or_default(),
+                port: u32::try_from(port.port).unwrap_or_default(),
+                target_port: match &port.target_port {
+                    Some(IntOrString::Int(n)) => u32::try_from(*n).unwrap_or_default(),
+                    // A named target port resolves per pod; the Service port stands for it.
+                    _ => u32::try_from(port.port).unwrap_or_default(),
+                },
+                protocol: match port.protocol.as_deref() {
+                    Some("UDP") => Protocol::Udp,
+                    Some("SCTP") => Protocol::Sctp,
+                    _ => Protocol::Tcp,
+                },
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,21 +388,31 @@ mod tests {
     }
 
     #[test]
-    fn only_events_about_pods_convert() {
-        let event = |kind: &str| -> core::Event {
+    fn events_about_pods_replica_sets_and_deployments_convert() {
+        let event = |kind: &str, api_version: &str| -> core::Event {
             serde_json::from_value(serde_json::json!({
                 "metadata": { "name": "e", "namespace": "ns", "uid": "e1" },
-                "involvedObject": { "kind": kind, "name": "web", "namespace": "ns" },
+                "involvedObject": {
+                    "kind": kind, "apiVersion": api_version, "name": "web", "namespace": "ns"
+                },
                 "type": "Warning", "reason": "Failed", "message": "Failed to pull image",
                 "count": 2, "source": { "component": "kubelet" }
             }))
             .expect("an event")
         };
-        let converted = pod_event(&event("Pod")).expect("a pod event");
-        assert_eq!(converted.pod, "web");
+        let converted = object_event(&event("Pod", "v1")).expect("a pod event");
+        assert_eq!(converted.kind, ObjectKind::Pod);
+        assert_eq!(converted.name, "web");
         assert_eq!(converted.count, 2);
         assert_eq!(converted.source, "kubelet");
         assert_eq!(converted.type_, "Warning");
-        assert!(pod_event(&event("Node")).is_none());
+        let converted = object_event(&event("ReplicaSet", "apps/v1")).expect("an RS event");
+        assert_eq!(converted.kind, ObjectKind::ReplicaSet);
+        let converted = object_event(&event("Deployment", "apps/v1")).expect("a Deployment event");
+        assert_eq!(converted.kind, ObjectKind::Deployment);
+        assert!(object_event(&event("Node", "v1")).is_none());
+        assert!(object_event(&event("Service", "v1")).is_none());
+        // Another API group's kind of the same name is not ours.
+        assert!(object_event(&event("Deployment", "example.com/v1")).is_none());
     }
 }

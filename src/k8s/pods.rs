@@ -6,13 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, Namespace, Pod, PodSecurityContext, PodSpec,
-    ResourceRequirements, SeccompProfile, SecurityContext,
+    Capabilities, ConfigMapEnvSource, ConfigMapKeySelector, Container, ContainerPort,
+    EnvFromSource, EnvVar, EnvVarSource, ExecAction, GRPCAction, HTTPGetAction, HTTPHeader,
+    LocalObjectReference, Namespace, Pod, PodSecurityContext, PodSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretEnvSource, SecretKeySelector, SecurityContext, TCPSocketAction,
+    Toleration,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 
 use crate::domain::spec::{DeploySpec, PodSecurityProfile, effective_resources};
+use crate::domain::workload::{self, EnvFromObject, EnvSource, ProbeAction, ProbePort, Workload};
 use crate::domain::{
     CONTAINER_NAME, IMAGE_ANNOTATION, LabelSelector, MANAGED_BY_LABEL, POD_SECURITY_ANNOTATION,
     PodState, REQUEST_HASH_ANNOTATION, REQUEST_ID_LABEL,
@@ -23,7 +28,10 @@ use crate::{Error, Result};
 
 /// The Pod object for a validated spec: one container named `app`, the managed-by label,
 /// the request id label, the image, request-hash and pod-security annotations, hardened to
-/// `profile` (see [`PodSecurityProfile`]) with default resources for what the spec leaves out.
+/// `profile` (see [`PodSecurityProfile`]) with default resources for what the spec leaves out,
+/// and the spec's workload fields (probes, env from Secrets and ConfigMaps, pull secrets,
+/// ServiceAccount, node selector, tolerations). The one place that makes a pod: Deployments'
+/// templates are built from it too.
 #[must_use]
 pub fn build_pod(spec: &DeploySpec, profile: PodSecurityProfile) -> Pod {
     let mut labels = spec.labels.clone();
@@ -67,11 +75,16 @@ pub fn build_pod(spec: &DeploySpec, profile: PodSecurityProfile) -> Pod {
                 .iter()
                 .map(|e| EnvVar {
                     name: e.name.clone(),
-                    value: Some(e.value.clone()),
-                    ..EnvVar::default()
+                    value: e.value_from.is_none().then(|| e.value.clone()),
+                    value_from: e.value_from.as_ref().map(env_source),
                 })
                 .collect()
         }),
+        env_from: (!spec.workload.env_from.is_empty())
+            .then(|| spec.workload.env_from.iter().map(env_from).collect()),
+        readiness_probe: spec.workload.probes.readiness.as_ref().map(probe),
+        liveness_probe: spec.workload.probes.liveness.as_ref().map(probe),
+        startup_probe: spec.workload.probes.startup.as_ref().map(probe),
         ports: (!spec.ports.is_empty()).then(|| {
             spec.ports
                 .iter()
@@ -112,8 +125,15 @@ pub fn build_pod(spec: &DeploySpec, profile: PodSecurityProfile) -> Pod {
         spec: Some(PodSpec {
             containers: vec![container],
             restart_policy: Some(spec.restart_policy.as_str().to_owned()),
-            // The pod runs someone's image: it gets no credentials to the cluster.
+            // The pod runs someone's image: it gets no credentials to the cluster, whichever
+            // ServiceAccount it runs as.
             automount_service_account_token: Some(false),
+            service_account_name: non_empty(&spec.workload.service_account),
+            image_pull_secrets: pull_secrets(&spec.workload),
+            node_selector: (!spec.workload.node_selector.is_empty())
+                .then(|| spec.workload.node_selector.clone()),
+            tolerations: (!spec.workload.tolerations.is_empty())
+                .then(|| spec.workload.tolerations.iter().map(toleration).collect()),
             host_network: Some(false),
             host_pid: Some(false),
             host_ipc: Some(false),
@@ -125,6 +145,145 @@ pub fn build_pod(spec: &DeploySpec, profile: PodSecurityProfile) -> Pod {
             ..PodSpec::default()
         }),
         status: None,
+    }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn env_source(source: &EnvSource) -> EnvVarSource {
+    match source {
+        EnvSource::SecretKey(key) => EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: key.name.clone(),
+                key: key.key.clone(),
+                optional: Some(key.optional),
+            }),
+            ..EnvVarSource::default()
+        },
+        EnvSource::ConfigMapKey(key) => EnvVarSource {
+            config_map_key_ref: Some(ConfigMapKeySelector {
+                name: key.name.clone(),
+                key: key.key.clone(),
+                optional: Some(key.optional),
+            }),
+            ..EnvVarSource::default()
+        },
+    }
+}
+
+fn env_from(source: &workload::EnvFromSource) -> EnvFromSource {
+    let optional = Some(source.optional);
+    EnvFromSource {
+        prefix: non_empty(&source.prefix),
+        secret_ref: match &source.source {
+            Some(EnvFromObject::Secret(name)) => Some(SecretEnvSource {
+                name: name.clone(),
+                optional,
+            }),
+            _ => None,
+        },
+        config_map_ref: match &source.source {
+            Some(EnvFromObject::ConfigMap(name)) => Some(ConfigMapEnvSource {
+                name: name.clone(),
+                optional,
+            }),
+            _ => None,
+        },
+    }
+}
+
+/// A validated port: a number in range, or a name.
+fn probe_port(port: &ProbePort) -> IntOrString {
+    if port.name.is_empty() {
+        IntOrString::Int(i32::try_from(port.number).unwrap_or(i32::MAX))
+    } else {
+        IntOrString::String(port.name.clone())
+    }
+}
+
+fn seconds(duration: Option<std::time::Duration>) -> Option<i32> {
+    duration.map(|d| i32::try_from(d.as_secs()).unwrap_or(i32::MAX))
+}
+
+/// A threshold; 0 leaves Kubernetes' default.
+fn threshold(value: u32) -> Option<i32> {
+    (value != 0).then(|| i32::try_from(value).unwrap_or(i32::MAX))
+}
+
+fn probe(probe: &workload::Probe) -> Probe {
+    let mut built = Probe {
+        initial_delay_seconds: seconds(probe.initial_delay),
+        period_seconds: seconds(probe.period),
+        timeout_seconds: seconds(probe.timeout),
+        success_threshold: threshold(probe.success_threshold),
+        failure_threshold: threshold(probe.failure_threshold),
+        ..Probe::default()
+    };
+    match &probe.action {
+        Some(ProbeAction::HttpGet(http)) => {
+            built.http_get = Some(HTTPGetAction {
+                path: Some(if http.path.is_empty() {
+                    "/".to_owned()
+                } else {
+                    http.path.clone()
+                }),
+                port: probe_port(&http.port),
+                scheme: Some(http.scheme.as_str().to_owned()),
+                http_headers: (!http.headers.is_empty()).then(|| {
+                    http.headers
+                        .iter()
+                        .map(|(name, value)| HTTPHeader {
+                            name: name.clone(),
+                            value: value.clone(),
+                        })
+                        .collect()
+                }),
+                host: None,
+            });
+        }
+        Some(ProbeAction::TcpSocket(port)) => {
+            built.tcp_socket = Some(TCPSocketAction {
+                port: probe_port(port),
+                host: None,
+            });
+        }
+        Some(ProbeAction::Grpc { port, service }) => {
+            built.grpc = Some(GRPCAction {
+                port: i32::try_from(*port).unwrap_or(i32::MAX),
+                service: non_empty(service),
+            });
+        }
+        Some(ProbeAction::Exec(command)) => {
+            built.exec = Some(ExecAction {
+                command: Some(command.clone()),
+            });
+        }
+        None => {}
+    }
+    built
+}
+
+fn pull_secrets(workload: &Workload) -> Option<Vec<LocalObjectReference>> {
+    (!workload.image_pull_secrets.is_empty()).then(|| {
+        workload
+            .image_pull_secrets
+            .iter()
+            .map(|name| LocalObjectReference { name: name.clone() })
+            .collect()
+    })
+}
+
+fn toleration(toleration: &workload::Toleration) -> Toleration {
+    Toleration {
+        key: non_empty(&toleration.key),
+        operator: Some(toleration.operator.as_str().to_owned()),
+        value: non_empty(&toleration.value),
+        effect: toleration.effect.map(|effect| effect.as_str().to_owned()),
+        toleration_seconds: toleration
+            .toleration_seconds
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
     }
 }
 
@@ -160,7 +319,7 @@ pub(crate) fn managed_selector(extra: Option<&LabelSelector>) -> String {
     }
 }
 
-fn api_error(action: String) -> impl FnOnce(kube::Error) -> Error {
+pub(crate) fn api_error(action: String) -> impl FnOnce(kube::Error) -> Error {
     move |source| Error::KubeApi { action, source }
 }
 
@@ -179,7 +338,7 @@ fn is_too_large(error: &kube::Error) -> bool {
     }
 }
 
-fn status_code(error: &kube::Error) -> Option<u16> {
+pub(crate) fn status_code(error: &kube::Error) -> Option<u16> {
     match error {
         kube::Error::Api(status) => Some(status.code),
         _ => None,
@@ -442,6 +601,74 @@ mod tests {
     use super::*;
     use crate::domain::spec::{DeployInput, EnvVar as DomainEnv, Port, Protocol, RestartPolicy};
     use crate::domain::validate::validate_deploy;
+    use crate::domain::workload::{
+        HttpGet, HttpScheme, KeyRef, Probe, Probes, TaintEffect, TolerationOperator,
+    };
+
+    #[test]
+    fn the_pod_carries_the_workload_fields() {
+        let spec = validate_deploy(&DeployInput {
+            image: "nginx:1.27".into(),
+            namespace: "team-a".into(),
+            env: workload::example_env(),
+            ports: workload::example_ports(),
+            workload: workload::example_workload(),
+            ..DeployInput::default()
+        })
+        .expect("a valid request");
+        let pod =
+            serde_json::to_value(build_pod(&spec, PodSecurityProfile::Baseline)).expect("JSON");
+        let spec = &pod["spec"];
+        let container = &spec["containers"][0];
+        assert_eq!(
+            container["readinessProbe"],
+            serde_json::json!({
+                "httpGet": {
+                    "path": "/healthz?full=1", "port": "http", "scheme": "HTTPS",
+                    "httpHeaders": [{"name": "X-Probe", "value": "yes"}],
+                },
+                "initialDelaySeconds": 2, "periodSeconds": 5, "timeoutSeconds": 3,
+                "successThreshold": 2, "failureThreshold": 4,
+            })
+        );
+        assert_eq!(
+            container["livenessProbe"],
+            serde_json::json!({"tcpSocket": {"port": 8080}})
+        );
+        assert_eq!(
+            container["startupProbe"],
+            serde_json::json!({"exec": {"command": ["/bin/check", "--quick"]}, "failureThreshold": 30})
+        );
+        assert_eq!(
+            container["env"],
+            serde_json::json!([
+                {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-password", "key": "password", "optional": false}}},
+                {"name": "APP_MODE", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "app.mode", "optional": true}}},
+            ])
+        );
+        assert_eq!(
+            container["envFrom"],
+            serde_json::json!([
+                {"prefix": "DB_", "secretRef": {"name": "db-env", "optional": false}},
+                {"configMapRef": {"name": "app.config", "optional": true}},
+            ])
+        );
+        assert_eq!(
+            spec["imagePullSecrets"],
+            serde_json::json!([{"name": "regcred"}, {"name": "other-regcred"}])
+        );
+        assert_eq!(spec["serviceAccountName"], "runner");
+        assert_eq!(spec["automountServiceAccountToken"], false);
+        assert_eq!(spec["nodeSelector"], serde_json::json!({"disktype": "ssd"}));
+        assert_eq!(
+            spec["tolerations"],
+            serde_json::json!([
+                {"key": "dedicated", "operator": "Equal", "value": "batch", "effect": "NoSchedule"},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30},
+                {"operator": "Exists"},
+            ])
+        );
+    }
 
     #[test]
     fn the_pod_carries_the_spec_and_our_bookkeeping() {
@@ -453,6 +680,7 @@ mod tests {
             env: vec![DomainEnv {
                 name: "MODE".into(),
                 value: "prod".into(),
+                value_from: None,
             }],
             ports: vec![Port {
                 name: "http".into(),
@@ -630,6 +858,7 @@ mod tests {
                     .map(|i| DomainEnv {
                         name: format!("V{i}"),
                         value: big(i, if i % 2 == 0 { '\u{1}' } else { 'é' }),
+                        value_from: None,
                     })
                     .collect(),
                 ports: (1..=40)
@@ -645,6 +874,98 @@ mod tests {
                 limits: [("memory".to_owned(), "1Gi".to_owned())].into(),
                 restart_policy: RestartPolicy::OnFailure,
                 request_id: "req-1".into(),
+                ..DeployInput::default()
+            },
+            // Every workload field, many times, with the longest numbers.
+            DeployInput {
+                image: "nginx".into(),
+                namespace: "ns".into(),
+                env: (0..200)
+                    .map(|i| DomainEnv {
+                        name: format!("S{i}"),
+                        value: String::new(),
+                        value_from: Some(EnvSource::SecretKey(KeyRef {
+                            name: format!("s{i}"),
+                            key: big(i % 50 + 1, 'k'),
+                            optional: i % 2 == 0,
+                        })),
+                    })
+                    .collect(),
+                ports: workload::example_ports(),
+                workload: Workload {
+                    probes: Probes {
+                        readiness: Some(Probe {
+                            action: Some(ProbeAction::HttpGet(HttpGet {
+                                path: format!("/{}", big(300, 'p')),
+                                port: ProbePort {
+                                    number: 65535,
+                                    name: String::new(),
+                                },
+                                scheme: HttpScheme::Https,
+                                headers: (0..50)
+                                    .map(|i| (format!("X-H{i}"), big(i, '"')))
+                                    .collect(),
+                            })),
+                            initial_delay: Some(Duration::from_secs(3600)),
+                            period: Some(Duration::from_secs(3600)),
+                            timeout: Some(Duration::from_secs(3600)),
+                            success_threshold: i32::MAX.unsigned_abs(),
+                            failure_threshold: i32::MAX.unsigned_abs(),
+                        }),
+                        liveness: Some(Probe {
+                            action: Some(ProbeAction::Grpc {
+                                port: 65535,
+                                service: big(100, '\\'),
+                            }),
+                            failure_threshold: i32::MAX.unsigned_abs(),
+                            ..Probe::default()
+                        }),
+                        startup: Some(Probe {
+                            action: Some(ProbeAction::Exec(vec![big(20, '\u{2}'); 30])),
+                            ..Probe::default()
+                        }),
+                    },
+                    env_from: (0..100)
+                        .map(|i| workload::EnvFromSource {
+                            prefix: format!("P{i}_"),
+                            source: Some(if i % 2 == 0 {
+                                EnvFromObject::Secret(format!("s{i}"))
+                            } else {
+                                EnvFromObject::ConfigMap(format!("c{i}"))
+                            }),
+                            optional: true,
+                        })
+                        .collect(),
+                    image_pull_secrets: (0..100).map(|i| format!("pull-{i}")).collect(),
+                    service_account: big(253, 'a'),
+                    node_selector: (0..50)
+                        .map(|i| (format!("n{i}"), format!("v{i}")))
+                        .collect(),
+                    tolerations: (0..100)
+                        .map(|i| workload::Toleration {
+                            key: format!("t{i}"),
+                            operator: TolerationOperator::Exists,
+                            value: String::new(),
+                            effect: Some(TaintEffect::PreferNoSchedule),
+                            toleration_seconds: None,
+                        })
+                        .chain((0..100).map(|i| workload::Toleration {
+                            key: format!("e{i}"),
+                            operator: TolerationOperator::Equal,
+                            value: big(63, 'v'),
+                            effect: Some(TaintEffect::NoExecute),
+                            toleration_seconds: Some(Duration::from_secs(i64::MAX.unsigned_abs())),
+                        }))
+                        .collect(),
+                },
+                ..DeployInput::default()
+            },
+            DeployInput {
+                image: "nginx".into(),
+                namespace: "ns".into(),
+                env: workload::example_env(),
+                ports: workload::example_ports(),
+                workload: workload::example_workload(),
                 ..DeployInput::default()
             },
         ];

@@ -1,10 +1,16 @@
-//! The watches of one namespace: managed pods and the Events about pods, turned into
-//! domain-typed [`FeedUpdate`]s for the hub. [`ClusterFeed`] is the hub's [`NamespaceFeed`]:
-//! one pod watch and one Event watch per namespace in use, whatever the number of subscribers.
+//! The watches of one namespace, turned into domain-typed updates for the hubs. [`ClusterFeed`]
+//! is the [`StatusHub`](crate::hub::StatusHub)'s [`NamespaceFeed`] (one watch of the managed
+//! pods and one of the Events about pods, ReplicaSets and Deployments per namespace in use) and
+//! the [`RolloutHub`](crate::hub::rollout::RolloutHub)'s [`WorkloadFeed`] (one watch of the
+//! managed Deployments and one of the managed ReplicaSets, started only for the namespaces
+//! whose rollouts someone follows), whatever the number of subscribers.
+//!
+//! The Event watch is not field-selected: a field selector cannot say "Pod, ReplicaSet or
+//! Deployment", and three watches per namespace would cost more than the few Events of other
+//! kinds, which are dropped as soon as they are read.
 //!
 //! kube-runtime's watcher relists on start and on watch expiry (HTTP 410 Gone). Each relist is
-//! framed by [`FeedUpdate::PodsRelisting`] and [`FeedUpdate::PodsRelisted`] so the hub can
-//! tell which pods went away meanwhile.
+//! framed (`Relisting` ... `Relisted`) so the hubs can tell which objects went away meanwhile.
 //!
 //! Retries are spaced by a back-off of our own ([`retry_backoff`], [`after`]) rather than
 //! kube-runtime's `default_backoff()`. That one suits many controllers sharing a struggling
@@ -20,6 +26,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::Api;
 use kube::runtime::utils::Backoff as _;
@@ -27,8 +34,9 @@ use kube::runtime::watcher::{self, ExponentialBackoff, watcher};
 use tokio::sync::mpsc;
 use tracing::Instrument as _;
 
+use crate::hub::rollout::{Listing, WorkloadFeed, WorkloadUpdate};
 use crate::hub::{FeedGuard, FeedUpdate, NamespaceFeed};
-use crate::k8s::convert::{pod_event, pod_state};
+use crate::k8s::convert::{deployment_state, object_event, pod_state, replica_set_state};
 use crate::k8s::pods::managed_selector;
 
 /// The API server ends each watch after this long and the watcher resumes it from where it
@@ -62,28 +70,74 @@ impl ClusterFeed {
 }
 
 impl NamespaceFeed for ClusterFeed {
-    /// Start watching `namespace`'s managed pods and the Events about pods. The watches stop
-    /// when the receiver is gone or the guard is dropped.
+    /// Start watching `namespace`'s managed pods and the Events about pods, ReplicaSets and
+    /// Deployments. The watches stop when the receiver is gone or the guard is dropped.
     fn start(&self, namespace: &str, updates: mpsc::Sender<FeedUpdate>) -> FeedGuard {
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        let events: Api<Event> = Api::namespaced(self.client.clone(), namespace);
-        let pod_config = watcher::Config::default()
-            .labels(&managed_selector(None))
-            .timeout(WATCH_TIMEOUT_SECS);
-        let event_config = watcher::Config::default()
-            .fields("involvedObject.kind=Pod")
-            .timeout(WATCH_TIMEOUT_SECS);
-
-        let pod_task = tokio::spawn(
-            watch_pods(pods, pod_config, updates.clone())
-                .instrument(tracing::info_span!("pod_watcher", namespace = %namespace)),
+        let pods = tokio::spawn(
+            relay(self.managed::<Pod>(namespace), updates.clone(), |seen| {
+                Some(match seen {
+                    Seen::Relisting => FeedUpdate::PodsRelisting,
+                    Seen::Object(pod, _) => FeedUpdate::Pod(pod_state(&pod)),
+                    Seen::Relisted => FeedUpdate::PodsRelisted,
+                    Seen::Deleted(pod) => FeedUpdate::PodDeleted(pod_state(&pod)),
+                    Seen::Failed { code, message } => FeedUpdate::PodsWatchFailed { code, message },
+                })
+            })
+            .instrument(tracing::info_span!("pod_watcher", namespace = %namespace)),
         );
-        let event_task = tokio::spawn(
-            watch_events(events, event_config, updates)
-                .instrument(tracing::info_span!("event_watcher", namespace = %namespace)),
+        let events = Api::<Event>::namespaced(self.client.clone(), namespace);
+        let events = tokio::spawn(
+            relay((events, watch_config()), updates, |seen| match seen {
+                Seen::Object(event, listed) => {
+                    object_event(&event).map(|event| FeedUpdate::Event { event, listed })
+                }
+                // A deleted Event (expired by its TTL) tells nothing new.
+                _ => None,
+            })
+            .instrument(tracing::info_span!("event_watcher", namespace = %namespace)),
         );
-        FeedGuard::new([pod_task.abort_handle(), event_task.abort_handle()])
+        FeedGuard::new([pods.abort_handle(), events.abort_handle()])
     }
+}
+
+impl WorkloadFeed for ClusterFeed {
+    /// Start watching `namespace`'s managed Deployments and ReplicaSets. The watches stop
+    /// when the receiver is gone or the guard is dropped.
+    fn start(&self, namespace: &str, updates: mpsc::Sender<WorkloadUpdate>) -> FeedGuard {
+        let deployments = tokio::spawn(
+            relay(
+                self.managed::<Deployment>(namespace),
+                updates.clone(),
+                |seen| Some(WorkloadUpdate::Deployment(seen.listing(deployment_state))),
+            )
+            .instrument(tracing::info_span!("deployment_watcher", namespace = %namespace)),
+        );
+        let replica_sets = tokio::spawn(
+            relay(self.managed::<ReplicaSet>(namespace), updates, |seen| {
+                Some(WorkloadUpdate::ReplicaSet(seen.listing(replica_set_state)))
+            })
+            .instrument(tracing::info_span!("replica_set_watcher", namespace = %namespace)),
+        );
+        FeedGuard::new([deployments.abort_handle(), replica_sets.abort_handle()])
+    }
+}
+
+impl ClusterFeed {
+    /// The API and watch configuration of the objects of kind `K` this service manages in
+    /// `namespace`.
+    fn managed<K>(&self, namespace: &str) -> (Api<K>, watcher::Config)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        let config = watch_config().labels(&managed_selector(None));
+        (Api::namespaced(self.client.clone(), namespace), config)
+    }
+}
+
+/// How every watch here is made: renewed by the API server well within the read timeout.
+fn watch_config() -> watcher::Config {
+    watcher::Config::default().timeout(WATCH_TIMEOUT_SECS)
 }
 
 /// The back-off between two failed attempts of one watch: 250 ms doubling to 1.5 s, each
@@ -171,26 +225,68 @@ where
     })
 }
 
-async fn watch_pods(api: Api<Pod>, config: watcher::Config, updates: mpsc::Sender<FeedUpdate>) {
+/// One item of a watch, framed as the hubs need it.
+enum Seen<K> {
+    /// A (re)list begins.
+    Relisting,
+    /// An object exists in this state; `true` when it came from a (re)list.
+    Object(K, bool),
+    /// The (re)list is complete.
+    Relisted,
+    /// An object is gone.
+    Deleted(K),
+    /// The watch failed and will retry.
+    Failed {
+        /// The API server's HTTP status, when it answered.
+        code: Option<u16>,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl<K> Seen<K> {
+    /// The same, as the domain's [`Listing`] of the objects converted by `convert`.
+    fn listing<T>(self, convert: impl Fn(&K) -> T) -> Listing<T> {
+        match self {
+            Self::Relisting => Listing::Relisting,
+            Self::Object(object, _) => Listing::Object(convert(&object)),
+            Self::Relisted => Listing::Relisted,
+            Self::Deleted(object) => Listing::Deleted(convert(&object)),
+            Self::Failed { code, message } => Listing::Failed { code, message },
+        }
+    }
+}
+
+/// Run one watch ([`watch_promptly`]) and send what `to_update` makes of each of its items
+/// (nothing when it returns `None`), until the receiver is gone.
+async fn relay<K, U>(
+    (api, config): (Api<K>, watcher::Config),
+    updates: mpsc::Sender<U>,
+    to_update: impl Fn(Seen<K>) -> Option<U>,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
     let mut stream = std::pin::pin!(watch_promptly(api, config));
     while let Some(item) = stream.next().await {
-        let update = match item {
-            Ok(watcher::Event::Init) => FeedUpdate::PodsRelisting,
-            Ok(watcher::Event::InitApply(pod) | watcher::Event::Apply(pod)) => {
-                FeedUpdate::Pod(pod_state(&pod))
-            }
+        let seen = match item {
+            Ok(watcher::Event::Init) => Seen::Relisting,
+            Ok(watcher::Event::InitApply(object)) => Seen::Object(object, true),
+            Ok(watcher::Event::Apply(object)) => Seen::Object(object, false),
             Ok(watcher::Event::InitDone) => {
-                tracing::debug!("pods listed");
-                FeedUpdate::PodsRelisted
+                tracing::debug!("listed");
+                Seen::Relisted
             }
-            Ok(watcher::Event::Delete(pod)) => FeedUpdate::PodDeleted(pod_state(&pod)),
+            Ok(watcher::Event::Delete(object)) => Seen::Deleted(object),
             Err(error) => {
-                tracing::warn!(%error, "pod watch failed, retrying");
-                FeedUpdate::PodsWatchFailed {
+                tracing::warn!(%error, "watch failed, retrying");
+                Seen::Failed {
                     code: status_code(&error),
                     message: error.to_string(),
                 }
             }
+        };
+        let Some(update) = to_update(seen) else {
+            continue;
         };
         if updates.send(update).await.is_err() {
             return;
@@ -206,34 +302,6 @@ fn status_code(error: &watcher::Error) -> Option<u16> {
         | watcher::Error::WatchFailed(kube::Error::Api(status)) => Some(status.code),
         watcher::Error::WatchError(status) => Some(status.code),
         _ => None,
-    }
-}
-
-async fn watch_events(api: Api<Event>, config: watcher::Config, updates: mpsc::Sender<FeedUpdate>) {
-    let mut stream = std::pin::pin!(watch_promptly(api, config));
-    while let Some(item) = stream.next().await {
-        let (event, listed) = match item {
-            Ok(watcher::Event::InitApply(event)) => (event, true),
-            Ok(watcher::Event::Apply(event)) => (event, false),
-            // A deleted Event (expired by its TTL) tells nothing new.
-            Ok(watcher::Event::Init | watcher::Event::InitDone | watcher::Event::Delete(_)) => {
-                continue;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "event watch failed, retrying");
-                continue;
-            }
-        };
-        let Some(event) = pod_event(&event) else {
-            continue;
-        };
-        if updates
-            .send(FeedUpdate::Event { event, listed })
-            .await
-            .is_err()
-        {
-            return;
-        }
     }
 }
 

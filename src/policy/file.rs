@@ -7,12 +7,12 @@ use std::fmt;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use crate::domain::names::{DNS1123_LABEL_MAX_LEN, is_dns1123_label};
+use crate::domain::names::{DNS1123_LABEL_MAX_LEN, DNS1123_SUBDOMAIN_MAX_LEN, is_dns1123_label};
 use crate::domain::spec::PodSecurityProfile;
 
 use super::glob::Glob;
 use super::image::{ImagePolicy, pattern_problem, tag_problem};
-use super::{Action, Actions, Policy, Rule};
+use super::{Action, Actions, Policy, References, Rule};
 
 /// The whole file. Fields whose absence is a problem are optional here, so that the check can
 /// report them together with every other problem instead of stopping at the first.
@@ -36,7 +36,7 @@ pub(super) struct PolicyFile {
 #[serde(
     deny_unknown_fields,
     rename_all = "camelCase",
-    expecting = "a rule: a map with name, subjects, groups, namespaces and actions"
+    expecting = "a rule: a map with name, subjects, groups, namespaces, actions and references"
 )]
 struct RuleEntry {
     #[serde(default)]
@@ -49,6 +49,23 @@ struct RuleEntry {
     namespaces: Vec<String>,
     #[serde(default)]
     actions: Vec<String>,
+    #[serde(default)]
+    references: Option<ReferencesEntry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    rename_all = "camelCase",
+    expecting = "a map with secrets, configMaps and serviceAccounts"
+)]
+struct ReferencesEntry {
+    #[serde(default)]
+    secrets: Vec<String>,
+    #[serde(default)]
+    config_maps: Vec<String>,
+    #[serde(default)]
+    service_accounts: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -250,12 +267,28 @@ fn check_rules(entries: Vec<RuleEntry>, problems: &mut Vec<String>) -> Vec<Rule>
             }
         }
 
+        let references = entry.references.unwrap_or_default();
+        let mut patterns = |key: &str, list: &[String]| {
+            for (j, pattern) in list.iter().enumerate() {
+                if let Some(why) = name_pattern_problem(pattern) {
+                    problems.push(format!("{place}.references.{key}[{j}]: {why}"));
+                }
+            }
+            list.iter().map(|p| Glob::new(p)).collect()
+        };
+        let references = References {
+            secrets: patterns("secrets", &references.secrets),
+            config_maps: patterns("configMaps", &references.config_maps),
+            service_accounts: patterns("serviceAccounts", &references.service_accounts),
+        };
+
         rules.push(Rule {
             name: entry.name,
             subjects: entry.subjects,
             groups: entry.groups,
             namespaces: entry.namespaces.iter().map(|p| Glob::new(p)).collect(),
             actions,
+            references,
         });
     }
     rules
@@ -279,6 +312,27 @@ fn namespace_pattern_problem(pattern: &str) -> Option<String> {
         return None;
     };
     Some(format!("{pattern:?} can never match a namespace: {why}"))
+}
+
+/// Why `pattern` can never match the name of a Secret, ConfigMap or ServiceAccount (a
+/// DNS-1123 subdomain), if it cannot.
+fn name_pattern_problem(pattern: &str) -> Option<String> {
+    if pattern.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    let why = if pattern
+        .chars()
+        .any(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '*')))
+    {
+        "only a-z, 0-9, '-', '.' and '*' may appear (names are DNS-1123 subdomains)".to_owned()
+    } else if pattern.starts_with(['-', '.']) || pattern.ends_with(['-', '.']) {
+        "a name starts and ends with a letter or digit".to_owned()
+    } else if pattern.chars().filter(|&c| c != '*').count() > DNS1123_SUBDOMAIN_MAX_LEN {
+        format!("a name has at most {DNS1123_SUBDOMAIN_MAX_LEN} characters")
+    } else {
+        return None;
+    };
+    Some(format!("{pattern:?} can never match a name: {why}"))
 }
 
 fn check_images(entry: ImagesEntry, problems: &mut Vec<String>) -> ImagePolicy {
@@ -406,6 +460,14 @@ mod tests {
              vec!["namespaces.team-a: listed more than once"]),
             (format!("{RULE}namespaces:\n  team-a:\n  team-b: {{}}"), vec![]),
             (format!("{RULE}namespaces:"), vec![]),
+            ("rules:\n- {name: r, subjects: [a], namespaces: [x], actions: [deploy], references: {secrets: [\"\", Db, \"db_pw\", \"-db\", \"db.\"], configMaps: [\"*\", \"a.b-*\"], serviceAccounts: [\"x/y\"]}}".into(),
+             vec!["rules[0].references.secrets[0]: must not be empty",
+                  "rules[0].references.secrets[1]: \"Db\" can never match a name: only a-z, 0-9, '-', '.' and '*' may appear (names are DNS-1123 subdomains)",
+                  "rules[0].references.secrets[2]: \"db_pw\" can never match a name: only a-z, 0-9, '-', '.' and '*' may appear (names are DNS-1123 subdomains)",
+                  "rules[0].references.secrets[3]: \"-db\" can never match a name: a name starts and ends with a letter or digit",
+                  "rules[0].references.secrets[4]: \"db.\" can never match a name: a name starts and ends with a letter or digit",
+                  "rules[0].references.serviceAccounts[0]: \"x/y\" can never match a name: only a-z, 0-9, '-', '.' and '*' may appear (names are DNS-1123 subdomains)"]),
+            ("rules:\n- {name: r, subjects: [a], namespaces: [x], actions: [deploy], references: {}}".into(), vec![]),
         ];
         for (yaml, want) in &cases {
             if want.is_empty() {

@@ -1,12 +1,14 @@
 //! Deployments and their rollouts into proto messages.
 
+use crate::domain::deployment::{DeploymentInput, StrategyInput};
 use crate::domain::rollout::{
-    DeploymentView, ReplicaSetState, RolloutPhase, RolloutReason, RolloutStatus, ServiceState,
-    Strategy,
+    DeploymentView, ReplicaSetState, RolloutGoal, RolloutPhase, RolloutReason, RolloutStatus,
+    ServiceState, Strategy,
 };
 use crate::domain::spec::Protocol;
-use crate::domain::{REQUEST_ID_LABEL, rollout};
-use crate::grpc::convert::timestamp;
+use crate::domain::{DeployInput, ObjectEvent, REQUEST_ID_LABEL, Violations, rollout};
+use crate::grpc::convert::{duration, known, timestamp};
+use crate::hub::rollout::RolloutSnapshot;
 use crate::proto::deployer::v1 as pb;
 
 impl From<RolloutPhase> for pb::RolloutPhase {
@@ -222,4 +224,101 @@ pub fn change_cause(rs: &ReplicaSetState) -> String {
         .get(rollout::CHANGE_CAUSE_ANNOTATION)
         .cloned()
         .unwrap_or_default()
+}
+
+/// An ApplyDeployment request as domain input. Its pod part (fields 1-22) goes through the
+/// DeployRequest conversion, so that every pod rule applies to the template unchanged; its
+/// `wait_for` is a rollout's, converted here. Every violation is listed at once.
+impl TryFrom<pb::ApplyDeploymentRequest> for DeploymentInput {
+    type Error = Violations;
+
+    fn try_from(request: pb::ApplyDeploymentRequest) -> Result<Self, Violations> {
+        let mut violations = Violations::default();
+        let wait_for = match known(&mut violations, "wait_for", request.wait_for) {
+            Some(pb::RolloutWaitFor::RolledOut) => Some(RolloutGoal::RolledOut),
+            Some(pb::RolloutWaitFor::Available) => Some(RolloutGoal::Available),
+            _ => None,
+        };
+        let strategy = request.strategy.unwrap_or_default();
+        let recreate = matches!(
+            known(&mut violations, "strategy.type", strategy.r#type),
+            Some(pb::StrategyType::Recreate)
+        );
+        let progress_deadline = request
+            .progress_deadline
+            .as_ref()
+            .map(|d| duration(d).unwrap_or_default());
+        let pod = pb::DeployRequest {
+            image: request.image,
+            namespace: request.namespace,
+            name: request.name,
+            labels: request.labels,
+            annotations: request.annotations,
+            env: request.env,
+            ports: request.ports,
+            command: request.command,
+            args: request.args,
+            resources: request.resources,
+            restart_policy: request.restart_policy,
+            request_id: request.request_id,
+            dry_run: request.dry_run,
+            wait_for: pb::WaitFor::Unspecified.into(),
+            wait_timeout: request.wait_timeout,
+            pod_security: request.pod_security,
+            probes: request.probes,
+            env_from: request.env_from,
+            image_pull_secrets: request.image_pull_secrets,
+            service_account: request.service_account,
+            node_selector: request.node_selector,
+            tolerations: request.tolerations,
+        };
+        let pod = DeployInput::try_from(pod)
+            .map_err(|v| violations.extend(v))
+            .ok();
+        match pod {
+            Some(pod) if violations.is_empty() => Ok(Self {
+                pod,
+                replicas: request.replicas,
+                strategy: StrategyInput {
+                    recreate,
+                    max_surge: strategy.max_surge,
+                    max_unavailable: strategy.max_unavailable,
+                },
+                progress_deadline,
+                expose: request.expose,
+                change_cause: request.change_cause,
+                wait_for,
+            }),
+            _ => Err(violations),
+        }
+    }
+}
+
+impl From<&ObjectEvent> for pb::RolloutEvent {
+    fn from(event: &ObjectEvent) -> Self {
+        Self {
+            kind: event.kind.as_str().to_owned(),
+            name: event.name.clone(),
+            r#type: event.type_.clone(),
+            reason: event.reason.clone(),
+            message: event.message.clone(),
+            count: event.count,
+            last_time: timestamp(event.last_time),
+            source: event.source.clone(),
+        }
+    }
+}
+
+impl From<&RolloutSnapshot> for pb::RolloutSnapshot {
+    fn from(snapshot: &RolloutSnapshot) -> Self {
+        Self {
+            deployment: snapshot.deployment.as_deref().map(pb::Deployment::from),
+            pods: snapshot
+                .pods
+                .iter()
+                .map(|pod| pb::PodStatus::from(pod.as_ref()))
+                .collect(),
+            not_found: snapshot.deployment.is_none(),
+        }
+    }
 }
