@@ -967,6 +967,36 @@ async fn a_deployment_rolls_out_fails_fast_and_rolls_back() {
     .await;
     assert_eq!(missing.code, 7, "{missing:#?}");
 
+    let scaled = deployctl(
+        &server,
+        &[
+            "deployment",
+            "scale",
+            "web",
+            "-n",
+            &ns,
+            "--replicas",
+            "2",
+            "--wait",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(scaled.code, 0, "{scaled:#?}");
+    let records = scaled.json();
+    assert_eq!(
+        (&records[0]["type"], &records[0]["changed"]),
+        (&serde_json::json!("scaled"), &serde_json::json!(true)),
+        "{scaled:#?}"
+    );
+    let result = records.last().expect("the result");
+    assert_eq!(
+        result["deployment"]["rollout"]["phase"], "COMPLETE",
+        "{result}"
+    );
+    assert_eq!(result["deployment"]["rollout"]["available"], 2, "{result}");
+
     let deleted = deployctl(
         &server,
         &["deployment", "delete", "web", "-n", &ns, "--wait"],
