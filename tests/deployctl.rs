@@ -782,3 +782,227 @@ async fn over_tls_with_a_client_certificate() {
     assert!(untrusted.stderr.contains("certificate"), "{untrusted:#?}");
     server.stop().await.expect("a clean stop");
 }
+
+/// A Deployment's life through deployctl, as a CI job lives it: apply 3 replicas and follow
+/// the rollout to COMPLETE (exit 0); update to an image that cannot be pulled, in JSON (exit 3
+/// naming NEW_PODS_FAILING and IMAGE_PULL_FAILED, the old pods still serving); undo and follow
+/// (exit 0); the history lists the revisions; get, status and delete answer as they should.
+#[tokio::test]
+async fn a_deployment_rolls_out_fails_fast_and_rolls_back() {
+    let (server, _admin, ns) = serving_deployer("cli-rollout").await;
+    let web = format!("{ns}/web");
+    let applied = deployctl(
+        &server,
+        &[
+            "deployment",
+            "apply",
+            "nginx:1.27",
+            "-n",
+            &ns,
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "--port",
+            "http:80",
+            "--change-cause",
+            "first release",
+            "--timeout",
+            "3m",
+        ],
+    )
+    .await;
+    assert_eq!(applied.code, 0, "{applied:#?}");
+    let lines = applied.lines();
+    let created = line_with(
+        &lines,
+        &["created deployment", &web, "nginx:1.27", "3 replicas"],
+    )
+    .unwrap_or_else(|| panic!("no creation line: {applied:#?}"));
+    let complete = line_with(
+        &lines,
+        &[
+            "web: COMPLETE 3/3 updated, 3 available (revision 1)",
+            "successfully rolled out",
+        ],
+    )
+    .unwrap_or_else(|| panic!("the rollout is never shown COMPLETE: {applied:#?}"));
+    assert!(created < complete, "{applied:#?}");
+    let last = lines.last().expect("a summary");
+    assert!(
+        last.starts_with("✓")
+            && last.contains(&format!("deployment {web} successfully rolled out")),
+        "{applied:#?}"
+    );
+
+    // An image that cannot be pulled: the rollout fails fast, and says the old pods serve.
+    let failed = deployctl(
+        &server,
+        &[
+            "deployment",
+            "apply",
+            "fail.invalid/app:1",
+            "-n",
+            &ns,
+            "--name",
+            "web",
+            "--port",
+            "http:80",
+            "--change-cause",
+            "broken release",
+            "--timeout",
+            "3m",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(failed.code, 3, "{failed:#?}");
+    assert!(
+        failed.stderr.contains(&format!(
+            "deployment {web} rollout FAILED: NEW_PODS_FAILING: IMAGE_PULL_FAILED"
+        )) && failed
+            .stderr
+            .contains("3 pods of older revisions are still available"),
+        "{failed:#?}"
+    );
+    let records = failed.json();
+    assert_eq!(records[0]["type"], "applied", "{failed:#?}");
+    assert_eq!(records[0]["changed"], true, "{failed:#?}");
+    assert_eq!(
+        (&records[1]["type"], &records[1]["seq"]),
+        (&serde_json::json!("snapshot"), &serde_json::json!(1)),
+        "{failed:#?}"
+    );
+    // The new revision is shown on its way before it fails.
+    let phase_of = |r: &serde_json::Value| r["deployment"]["rollout"]["phase"].clone();
+    assert!(
+        records
+            .iter()
+            .any(|r| (r["type"] == "snapshot" || r["type"] == "progress")
+                && (phase_of(r) == "OBSERVING" || phase_of(r) == "PROGRESSING")),
+        "{failed:#?}"
+    );
+    let result = records.last().expect("the result");
+    assert_eq!(result["outcome"], "rollout_failed", "{result}");
+    let rollout = &result["deployment"]["rollout"];
+    assert_eq!(rollout["phase"], "FAILED", "{result}");
+    assert_eq!(rollout["reason"], "NEW_PODS_FAILING", "{result}");
+    assert_eq!(rollout["pod_reason"], "IMAGE_PULL_FAILED", "{result}");
+    assert_eq!(rollout["old_available"], 3, "{result}");
+
+    // Back to the first template, followed until it is rolled out again.
+    let undone = deployctl(
+        &server,
+        &[
+            "deployment",
+            "rollout",
+            "undo",
+            "web",
+            "-n",
+            &ns,
+            "--wait",
+            "--timeout",
+            "3m",
+        ],
+    )
+    .await;
+    assert_eq!(undone.code, 0, "{undone:#?}");
+    assert!(
+        line_with(
+            &undone.lines(),
+            &[&format!("deployment {web}: rolled back to revision 1")]
+        )
+        .is_some(),
+        "{undone:#?}"
+    );
+    assert!(
+        undone
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains("successfully rolled out")),
+        "{undone:#?}"
+    );
+
+    // The rollback made the first template the newest revision (3); 2 is the broken one.
+    let history = deployctl(
+        &server,
+        &["deployment", "rollout", "history", "web", "-n", &ns],
+    )
+    .await;
+    assert_eq!(history.code, 0, "{history:#?}");
+    let lines = history.lines();
+    assert!(lines[0].starts_with("REVISION"), "{history:#?}");
+    assert!(
+        line_with(&lines, &["2 ", "fail.invalid/app:1", "broken release"]).is_some(),
+        "{history:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("3 ") && l.contains("nginx:1.27")),
+        "{history:#?}"
+    );
+
+    let status = deployctl(
+        &server,
+        &["deployment", "rollout", "status", "web", "-n", &ns],
+    )
+    .await;
+    assert_eq!(status.code, 0, "{status:#?}");
+    let get = deployctl(
+        &server,
+        &["deployment", "get", "web", "-n", &ns, "-o", "json"],
+    )
+    .await;
+    assert_eq!(get.code, 0, "{get:#?}");
+    let got = &get.json()[0];
+    assert_eq!(got["type"], "deployment", "{got}");
+    assert_eq!(got["deployment"]["image"], "nginx:1.27", "{got}");
+    assert_eq!(got["deployment"]["rollout"]["revision"], 3, "{got}");
+    let missing = deployctl(
+        &server,
+        &["deployment", "rollout", "status", "nope", "-n", &ns],
+    )
+    .await;
+    assert_eq!(missing.code, 7, "{missing:#?}");
+
+    let scaled = deployctl(
+        &server,
+        &[
+            "deployment",
+            "scale",
+            "web",
+            "-n",
+            &ns,
+            "--replicas",
+            "2",
+            "--wait",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(scaled.code, 0, "{scaled:#?}");
+    let records = scaled.json();
+    assert_eq!(
+        (&records[0]["type"], &records[0]["changed"]),
+        (&serde_json::json!("scaled"), &serde_json::json!(true)),
+        "{scaled:#?}"
+    );
+    let result = records.last().expect("the result");
+    assert_eq!(
+        result["deployment"]["rollout"]["phase"], "COMPLETE",
+        "{result}"
+    );
+    assert_eq!(result["deployment"]["rollout"]["available"], 2, "{result}");
+
+    let deleted = deployctl(
+        &server,
+        &["deployment", "delete", "web", "-n", &ns, "--wait"],
+    )
+    .await;
+    assert_eq!(deleted.code, 0, "{deleted:#?}");
+    let list = deployctl(&server, &["deployment", "list", "-n", &ns]).await;
+    assert_eq!((list.code, list.stdout.as_str()), (0, ""), "{list:#?}");
+}

@@ -187,12 +187,15 @@ pub(crate) enum Command {
     /// Follow the status and events of one pod, or of the pods a label selector matches.
     #[command(after_help = exit::help_table())]
     Watch(WatchArgs),
+    /// Apply, roll out, scale, restart, roll back, show and delete Deployments.
+    #[command(subcommand, visible_alias = "deployments")]
+    Deployment(DeploymentCommand),
 }
 
 /// The namespace every command works in.
 #[derive(Debug, Args)]
 pub(crate) struct Namespace {
-    /// Namespace of the pods.
+    /// Namespace of the pods or Deployments.
     #[arg(long, short = 'n', env = "DEPLOYER_NAMESPACE", value_name = "NS")]
     pub(crate) namespace: String,
 }
@@ -213,6 +216,38 @@ pub(crate) struct DeployArgs {
     #[arg(long, env = "DEPLOYER_POD_NAME", value_name = "NAME")]
     pub(crate) name: Option<String>,
 
+    /// The container.
+    #[command(flatten)]
+    pub(crate) template: Template,
+
+    /// Restart policy of the container.
+    #[arg(long, env = "DEPLOYER_POD_RESTART", value_enum, value_name = "POLICY")]
+    pub(crate) restart: Option<Restart>,
+
+    /// Idempotency key: a retried deploy with the same ID and request gets the same pod, never
+    /// a second one (a UUID fits).
+    #[arg(long, env = "DEPLOYER_REQUEST_ID", value_name = "ID")]
+    pub(crate) request_id: Option<String>,
+
+    /// What to wait for after the pod is created, following it live.
+    #[arg(
+        long,
+        env = "DEPLOYER_WAIT",
+        value_enum,
+        default_value_t = Wait::None,
+        value_name = "CONDITION"
+    )]
+    pub(crate) wait: Wait,
+
+    /// Validate the request and run it through the API server's admission without creating
+    /// anything (server-side dry run); --wait is then ignored.
+    #[arg(long, env = "DEPLOYER_DRY_RUN")]
+    pub(crate) dry_run: bool,
+}
+
+/// The container and pod template flags `deploy` and `deployment apply` share.
+#[derive(Debug, Args)]
+pub(crate) struct Template {
     /// Environment variable of the container, NAME=VALUE; repeat for more. (Its environment
     /// twin holds one, since a value may contain commas.)
     #[arg(
@@ -236,7 +271,7 @@ pub(crate) struct DeployArgs {
     )]
     pub(crate) ports: Vec<pb::ContainerPort>,
 
-    /// Pod label, KEY=VALUE; repeat or separate with commas.
+    /// Label of the pod (of a Deployment and its pods), KEY=VALUE; repeat or separate with commas.
     #[arg(
         long = "label",
         env = "DEPLOYER_POD_LABELS",
@@ -246,7 +281,7 @@ pub(crate) struct DeployArgs {
     )]
     pub(crate) labels: Vec<(String, String)>,
 
-    /// Pod annotation, KEY=VALUE; repeat for more.
+    /// Annotation of the pod (of a Deployment and its pod template), KEY=VALUE; repeat for more.
     #[arg(
         long = "annotation",
         env = "DEPLOYER_POD_ANNOTATION",
@@ -281,33 +316,9 @@ pub(crate) struct DeployArgs {
     #[arg(long = "command", env = "DEPLOYER_POD_COMMAND", value_name = "WORD")]
     pub(crate) command: Vec<String>,
 
-    /// Restart policy of the container.
-    #[arg(long, env = "DEPLOYER_POD_RESTART", value_enum, value_name = "POLICY")]
-    pub(crate) restart: Option<Restart>,
-
-    /// Pod Security profile to harden the pod to; the server's floor when unset.
+    /// Pod Security profile to harden the pod (template) to; the server's floor when unset.
     #[arg(long, env = "DEPLOYER_POD_PROFILE", value_enum, value_name = "PROFILE")]
     pub(crate) pod_security: Option<Profile>,
-
-    /// Idempotency key: a retried deploy with the same ID and request gets the same pod, never
-    /// a second one (a UUID fits).
-    #[arg(long, env = "DEPLOYER_REQUEST_ID", value_name = "ID")]
-    pub(crate) request_id: Option<String>,
-
-    /// What to wait for after the pod is created, following it live.
-    #[arg(
-        long,
-        env = "DEPLOYER_WAIT",
-        value_enum,
-        default_value_t = Wait::None,
-        value_name = "CONDITION"
-    )]
-    pub(crate) wait: Wait,
-
-    /// Validate the request and run it through the API server's admission without creating
-    /// anything (server-side dry run); --wait is then ignored.
-    #[arg(long, env = "DEPLOYER_DRY_RUN")]
-    pub(crate) dry_run: bool,
 
     /// Arguments of the container (the image's CMD when none).
     #[arg(last = true, value_name = "ARG")]
@@ -464,6 +475,218 @@ pub(crate) enum Until {
     Terminal,
 }
 
+/// `deployment ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeploymentCommand {
+    /// Create or update a Deployment (server-side apply), then follow its rollout until it is
+    /// complete, fails, or --timeout passes (5m by default).
+    #[command(after_help = exit::help_table())]
+    Apply(Box<ApplyArgs>),
+    /// Follow, undo, list or restart rollouts.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Restart every pod by a rolling update (as `kubectl rollout restart`).
+    #[command(after_help = exit::help_table())]
+    Restart(RestartArgs),
+    /// Set the number of replicas.
+    #[command(after_help = exit::help_table())]
+    Scale(ScaleArgs),
+    /// Show one Deployment with its rollout status and ReplicaSets.
+    #[command(after_help = exit::help_table())]
+    Get(DeploymentName),
+    /// List the managed Deployments of a namespace.
+    #[command(after_help = exit::help_table())]
+    List(ListArgs),
+    /// Delete a Deployment with its ReplicaSets, pods and Service; with --wait, until gone.
+    #[command(after_help = exit::help_table())]
+    Delete(DeploymentDeleteArgs),
+}
+
+/// `deployment rollout ...`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RolloutCommand {
+    /// Follow the current rollout until it is complete (exit 0) or fails (exit 3).
+    #[command(after_help = exit::help_table())]
+    Status(DeploymentName),
+    /// Put a previous revision's pod template back (the one before the current by default).
+    #[command(after_help = exit::help_table())]
+    Undo(UndoArgs),
+    /// List the revisions, oldest first.
+    #[command(after_help = exit::help_table())]
+    History(DeploymentName),
+    /// Restart every pod by a rolling update (as `kubectl rollout restart`).
+    #[command(after_help = exit::help_table())]
+    Restart(RestartArgs),
+}
+
+/// One Deployment, by name.
+#[derive(Debug, Args)]
+pub(crate) struct DeploymentName {
+    /// Name of the Deployment.
+    #[arg(value_name = "NAME")]
+    pub(crate) name: String,
+
+    /// Where it is.
+    #[command(flatten)]
+    pub(crate) namespace: Namespace,
+}
+
+/// Follow the rollout a change started, for `scale`, `restart` and `undo`.
+#[derive(Debug, Args)]
+pub(crate) struct FollowFlag {
+    /// Follow the rollout this change starts until it is complete or fails, as `rollout
+    /// status` does.
+    #[arg(long)]
+    pub(crate) wait: bool,
+}
+
+/// `deployment apply`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("rolling").multiple(true).args(["max_surge", "max_unavailable"]))]
+pub(crate) struct ApplyArgs {
+    /// The image, e.g. nginx:1.27 or ghcr.io/org/app@sha256:...
+    #[arg(value_name = "IMAGE")]
+    pub(crate) image: String,
+
+    /// Where to deploy.
+    #[command(flatten)]
+    pub(crate) namespace: Namespace,
+
+    /// Deployment name (a DNS-1123 label: it names the Service too). Default: derived from
+    /// the image, as for deploy; give it to update the same Deployment later.
+    #[arg(long, env = "DEPLOYER_DEPLOYMENT_NAME", value_name = "NAME")]
+    pub(crate) name: Option<String>,
+
+    /// Desired pods, 0 to 1000. Default: 1 for a new Deployment, the current number for an
+    /// existing one (so that a scale is not undone).
+    #[arg(long, env = "DEPLOYER_REPLICAS", value_name = "N")]
+    pub(crate) replicas: Option<u32>,
+
+    /// The container and pod template.
+    #[command(flatten)]
+    pub(crate) template: Template,
+
+    /// Rolling update: pods above --replicas during an update, a count or a percentage
+    /// (default 25%).
+    #[arg(long, env = "DEPLOYER_MAX_SURGE", value_parser = parse_count_or_percent, value_name = "N|N%")]
+    pub(crate) max_surge: Option<String>,
+
+    /// Rolling update: pods below --replicas during an update, a count or a percentage
+    /// (default 25%).
+    #[arg(long, env = "DEPLOYER_MAX_UNAVAILABLE", value_parser = parse_count_or_percent, value_name = "N|N%")]
+    pub(crate) max_unavailable: Option<String>,
+
+    /// Stop every old pod before starting new ones, instead of a rolling update.
+    #[arg(long, env = "DEPLOYER_RECREATE", conflicts_with = "rolling")]
+    pub(crate) recreate: bool,
+
+    /// How long a rollout may make no progress before it fails, in whole seconds (default
+    /// 600s).
+    #[arg(long, env = "DEPLOYER_PROGRESS_DEADLINE", value_parser = parse_duration, value_name = "DURATION")]
+    pub(crate) progress_deadline: Option<Duration>,
+
+    /// Also keep a ClusterIP Service of the same name for the ports (an apply without it
+    /// deletes the Service an earlier one made).
+    #[arg(long, env = "DEPLOYER_EXPOSE")]
+    pub(crate) expose: bool,
+
+    /// Why this change is made; shown by `rollout history`.
+    #[arg(long, env = "DEPLOYER_CHANGE_CAUSE", value_name = "TEXT")]
+    pub(crate) change_cause: Option<String>,
+
+    /// Idempotency key: an apply retried with the same ID and spec changes nothing more (a
+    /// UUID fits).
+    #[arg(long, env = "DEPLOYER_REQUEST_ID", value_name = "ID")]
+    pub(crate) request_id: Option<String>,
+
+    /// Run the apply through the API server's admission without changing anything
+    /// (server-side dry run); nothing is followed.
+    #[arg(long, env = "DEPLOYER_DRY_RUN")]
+    pub(crate) dry_run: bool,
+
+    /// Do not follow the rollout: done once the apply is accepted.
+    #[arg(long, env = "DEPLOYER_NO_WAIT")]
+    pub(crate) no_wait: bool,
+}
+
+/// `deployment scale`.
+#[derive(Debug, Args)]
+pub(crate) struct ScaleArgs {
+    /// The Deployment.
+    #[command(flatten)]
+    pub(crate) deployment: DeploymentName,
+
+    /// Desired pods, 0 to 1000.
+    #[arg(long, env = "DEPLOYER_REPLICAS", value_name = "N")]
+    pub(crate) replicas: u32,
+
+    /// Whether to follow the rollout.
+    #[command(flatten)]
+    pub(crate) follow: FollowFlag,
+}
+
+/// `deployment restart` and `deployment rollout restart`.
+#[derive(Debug, Args)]
+pub(crate) struct RestartArgs {
+    /// The Deployment.
+    #[command(flatten)]
+    pub(crate) deployment: DeploymentName,
+
+    /// Idempotency key: a restart retried with the same ID restarts nothing more.
+    #[arg(long, env = "DEPLOYER_REQUEST_ID", value_name = "ID")]
+    pub(crate) request_id: Option<String>,
+
+    /// Whether to follow the rollout.
+    #[command(flatten)]
+    pub(crate) follow: FollowFlag,
+}
+
+/// `deployment rollout undo`.
+#[derive(Debug, Args)]
+pub(crate) struct UndoArgs {
+    /// The Deployment.
+    #[command(flatten)]
+    pub(crate) deployment: DeploymentName,
+
+    /// The revision to go back to (see `rollout history`); the one before the current when
+    /// unset.
+    #[arg(long, env = "DEPLOYER_TO_REVISION", value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    pub(crate) to_revision: Option<i64>,
+
+    /// Idempotency key: an undo retried with the same ID rolls back nothing more.
+    #[arg(long, env = "DEPLOYER_REQUEST_ID", value_name = "ID")]
+    pub(crate) request_id: Option<String>,
+
+    /// Whether to follow the rollout.
+    #[command(flatten)]
+    pub(crate) follow: FollowFlag,
+}
+
+/// `deployment delete`.
+#[derive(Debug, Args)]
+pub(crate) struct DeploymentDeleteArgs {
+    /// The Deployment.
+    #[command(flatten)]
+    pub(crate) deployment: DeploymentName,
+
+    /// Answer once the Deployment, its ReplicaSets, pods and Service are gone.
+    #[arg(long, env = "DEPLOYER_DELETE_WAIT")]
+    pub(crate) wait: bool,
+}
+
+/// `N` or `N%` (a count or a percentage, as a rolling update's max surge and max
+/// unavailable); the server judges the bounds.
+pub(crate) fn parse_count_or_percent(text: &str) -> Result<String, String> {
+    let digits = text.strip_suffix('%').unwrap_or(text);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "expected a count or a percentage (e.g. 1 or 25%), got {text:?}"
+        ))
+    }
+}
+
 /// `KEY=VALUE` (the value may be empty and may contain '=').
 pub(crate) fn parse_key_value(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -610,6 +833,118 @@ mod tests {
         ])
         .expect("parses");
         assert!(!format!("{cli:?}").contains("very-secret-token"));
+    }
+
+    #[test]
+    fn apply_takes_the_deploy_flags_and_a_strategy() {
+        let cli = Cli::try_parse_from([
+            "deployctl",
+            "deployment",
+            "apply",
+            "nginx:1.27",
+            "-n",
+            "demo",
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "--env",
+            "A=1",
+            "--port",
+            "http:80",
+            "--label",
+            "tier=front",
+            "--max-surge",
+            "1",
+            "--max-unavailable",
+            "0",
+            "--progress-deadline",
+            "1m",
+            "--expose",
+            "--change-cause",
+            "first",
+            "--timeout",
+            "2m",
+            "--",
+            "--verbose",
+        ])
+        .expect("parses");
+        let Command::Deployment(DeploymentCommand::Apply(apply)) = cli.command else {
+            panic!("not an apply: {cli:?}");
+        };
+        assert_eq!(apply.replicas, Some(3));
+        assert_eq!(apply.max_surge.as_deref(), Some("1"));
+        assert_eq!(apply.max_unavailable.as_deref(), Some("0"));
+        assert_eq!(apply.progress_deadline, Some(Duration::from_secs(60)));
+        assert!(apply.expose && !apply.recreate && !apply.no_wait);
+        assert_eq!(apply.template.args, ["--verbose"]);
+        assert_eq!(apply.template.ports[0].container_port, 80);
+        assert_eq!(cli.timeout, Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn recreate_excludes_the_rolling_update_settings() {
+        let apply = [
+            "deployctl",
+            "deployment",
+            "apply",
+            "app:1",
+            "-n",
+            "demo",
+            "--recreate",
+        ];
+        assert!(Cli::try_parse_from(apply).is_ok());
+        for extra in [["--max-surge", "1"], ["--max-unavailable", "25%"]] {
+            let args: Vec<&str> = apply.iter().chain(extra.iter()).copied().collect();
+            assert!(Cli::try_parse_from(&args).is_err(), "{args:?}");
+        }
+        for bad in ["x", "25%%", "%", "-1", "1.5"] {
+            assert!(parse_count_or_percent(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_count_or_percent("25%"), Ok("25%".to_owned()));
+    }
+
+    #[test]
+    fn the_rollout_commands_parse() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["deployctl", "deployment"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all).map(|cli| cli.command)
+        };
+        assert!(matches!(
+            parse(&["rollout", "status", "web", "-n", "demo"]),
+            Ok(Command::Deployment(DeploymentCommand::Rollout(
+                RolloutCommand::Status(_)
+            )))
+        ));
+        let Ok(Command::Deployment(DeploymentCommand::Rollout(RolloutCommand::Undo(undo)))) =
+            parse(&[
+                "rollout",
+                "undo",
+                "web",
+                "-n",
+                "demo",
+                "--to-revision",
+                "2",
+                "--wait",
+            ])
+        else {
+            panic!("undo does not parse");
+        };
+        assert_eq!((undo.to_revision, undo.follow.wait), (Some(2), true));
+        assert!(parse(&["rollout", "undo", "web", "-n", "demo", "--to-revision", "0"]).is_err());
+        assert!(parse(&["rollout", "history", "web", "-n", "demo"]).is_ok());
+        assert!(parse(&["rollout", "restart", "web", "-n", "demo"]).is_ok());
+        assert!(parse(&["restart", "web", "-n", "demo", "--request-id", "r1"]).is_ok());
+        assert!(
+            parse(&["scale", "web", "-n", "demo"]).is_err(),
+            "--replicas is required"
+        );
+        assert!(parse(&["scale", "web", "-n", "demo", "--replicas", "0"]).is_ok());
+        assert!(parse(&["get", "web", "-n", "demo"]).is_ok());
+        assert!(parse(&["list", "-n", "demo", "-l", "tier=front"]).is_ok());
+        assert!(parse(&["delete", "web", "-n", "demo", "--wait"]).is_ok());
+        assert!(parse(&["frobnicate", "web", "-n", "demo"]).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The subcommands: each builds its request (refusing bad input before connecting), calls the
-//! server, and follows a WatchStatus stream when it waits.
+//! server, and follows a WatchStatus stream when it waits. The `deployment` family is in
+//! `deployments`, with the helpers here.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use k8s_deployer::proto::deployer::v1 as pb;
 use tokio::time::Instant;
 
 use crate::args::{
-    Cli, Command, DeleteArgs, DeployArgs, ListArgs, PodArgs, Until, Wait, WatchArgs,
+    Cli, Command, DeleteArgs, DeployArgs, ListArgs, PodArgs, Template, Until, Wait, WatchArgs,
 };
 use crate::connect::connect;
 use crate::exit::Failure;
@@ -16,11 +17,11 @@ use crate::follow::{Follower, Goal, open, watch_request};
 use crate::output::{Output, Success};
 
 /// How long a single call may take without `--timeout`.
-const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long `deploy --wait` and `delete --wait` wait without `--timeout` (as long as the
-/// server's own default `wait_timeout`).
-const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(300);
+/// server's own default `wait_timeout`). The rollouts of the `deployment` commands too.
+pub(crate) const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Run the command of `cli`, showing what happens on `out`.
 pub(crate) async fn run(cli: &Cli, out: &mut Output) -> Result<Success, Failure> {
@@ -30,15 +31,23 @@ pub(crate) async fn run(cli: &Cli, out: &mut Output) -> Result<Success, Failure>
         Command::List(args) => list(cli, args, out).await,
         Command::Delete(args) => delete(cli, args, out).await,
         Command::Watch(args) => watch(cli, args, out).await,
+        Command::Deployment(command) => crate::deployments::run(cli, command, out).await,
     }
 }
 
 /// One unary call, bounded by `--timeout` (sent to the server as the call's deadline too).
-async fn call<T>(
+pub(crate) async fn call<T>(
     cli: &Cli,
     send: impl AsyncFnOnce(tonic::Request<()>) -> Result<tonic::Response<T>, tonic::Status>,
 ) -> Result<T, Failure> {
-    let limit = cli.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT);
+    call_within(cli.timeout.unwrap_or(DEFAULT_CALL_TIMEOUT), send).await
+}
+
+/// One unary call, bounded by `limit` (sent to the server as the call's deadline too).
+pub(crate) async fn call_within<T>(
+    limit: Duration,
+    send: impl AsyncFnOnce(tonic::Request<()>) -> Result<tonic::Response<T>, tonic::Status>,
+) -> Result<T, Failure> {
     let mut request = tonic::Request::new(());
     request.set_timeout(limit);
     // A little longer than the deadline the server is given, so that its DEADLINE_EXCEEDED
@@ -53,8 +62,20 @@ async fn call<T>(
     }
 }
 
+/// A duration as the proto's; one too long for it is bad input naming `flag`.
+pub(crate) fn proto_duration(
+    duration: Duration,
+    flag: &str,
+) -> Result<prost_types::Duration, Failure> {
+    Ok(prost_types::Duration {
+        seconds: i64::try_from(duration.as_secs())
+            .map_err(|_| Failure::bad_input(format!("{flag} is too long")))?,
+        nanos: i32::try_from(duration.subsec_nanos()).unwrap_or(0),
+    })
+}
+
 /// The same message with the metadata (deadline) of `template`.
-fn with_meta<T>(template: tonic::Request<()>, message: T) -> tonic::Request<T> {
+pub(crate) fn with_meta<T>(template: tonic::Request<()>, message: T) -> tonic::Request<T> {
     let (metadata, extensions, ()) = template.into_parts();
     tonic::Request::from_parts(metadata, extensions, message)
 }
@@ -91,8 +112,8 @@ async fn deploy(cli: &Cli, args: &DeployArgs, out: &mut Output) -> Result<Succes
     let pod = response.pod.unwrap_or_default();
     if !wait {
         return Ok(Success {
-            summary: None,
             pod: Some(pod),
+            ..Success::default()
         });
     }
     out.following(&pod.name);
@@ -107,33 +128,18 @@ async fn deploy(cli: &Cli, args: &DeployArgs, out: &mut Output) -> Result<Succes
 /// NONE): it follows the pod on a WatchStatus stream instead, so that progress can be shown
 /// as it happens and a generated name is known at once.
 fn deploy_request(args: &DeployArgs) -> Result<pb::DeployRequest, Failure> {
-    let resources = if args.requests.is_empty() && args.limits.is_empty() {
-        None
-    } else {
-        Some(pb::Resources {
-            requests: unique(&args.requests, "--request")?,
-            limits: unique(&args.limits, "--limit")?,
-        })
-    };
+    let template = PodTemplate::of(&args.template)?;
     Ok(pb::DeployRequest {
         image: args.image.clone(),
         namespace: args.namespace.namespace.clone(),
         name: args.name.clone().unwrap_or_default(),
-        labels: unique(&args.labels, "--label")?,
-        annotations: unique(&args.annotations, "--annotation")?,
-        env: args
-            .env
-            .iter()
-            .map(|(name, value)| pb::EnvVar {
-                name: name.clone(),
-                value: value.clone(),
-                value_from: None,
-            })
-            .collect(),
-        ports: args.ports.clone(),
-        command: args.command.clone(),
-        args: args.args.clone(),
-        resources,
+        labels: template.labels,
+        annotations: template.annotations,
+        env: template.env,
+        ports: template.ports,
+        command: template.command,
+        args: template.args,
+        resources: template.resources,
         restart_policy: args
             .restart
             .map_or(pb::RestartPolicy::Unspecified, pb::RestartPolicy::from)
@@ -142,12 +148,56 @@ fn deploy_request(args: &DeployArgs) -> Result<pb::DeployRequest, Failure> {
         dry_run: args.dry_run,
         wait_for: pb::WaitFor::None.into(),
         wait_timeout: None,
-        pod_security: args
-            .pod_security
-            .map_or(pb::PodSecurity::Unspecified, pb::PodSecurity::from)
-            .into(),
+        pod_security: template.pod_security.into(),
         ..pb::DeployRequest::default()
     })
+}
+
+/// The pod template fields of the flags, as the Deploy and ApplyDeployment requests both
+/// carry them.
+pub(crate) struct PodTemplate {
+    pub(crate) labels: HashMap<String, String>,
+    pub(crate) annotations: HashMap<String, String>,
+    pub(crate) env: Vec<pb::EnvVar>,
+    pub(crate) ports: Vec<pb::ContainerPort>,
+    pub(crate) command: Vec<String>,
+    pub(crate) args: Vec<String>,
+    pub(crate) resources: Option<pb::Resources>,
+    pub(crate) pod_security: pb::PodSecurity,
+}
+
+impl PodTemplate {
+    /// The fields of `template`; a key given twice is bad input.
+    pub(crate) fn of(template: &Template) -> Result<PodTemplate, Failure> {
+        let resources = if template.requests.is_empty() && template.limits.is_empty() {
+            None
+        } else {
+            Some(pb::Resources {
+                requests: unique(&template.requests, "--request")?,
+                limits: unique(&template.limits, "--limit")?,
+            })
+        };
+        Ok(PodTemplate {
+            labels: unique(&template.labels, "--label")?,
+            annotations: unique(&template.annotations, "--annotation")?,
+            env: template
+                .env
+                .iter()
+                .map(|(name, value)| pb::EnvVar {
+                    name: name.clone(),
+                    value: value.clone(),
+                    value_from: None,
+                })
+                .collect(),
+            ports: template.ports.clone(),
+            command: template.command.clone(),
+            args: template.args.clone(),
+            resources,
+            pod_security: template
+                .pod_security
+                .map_or(pb::PodSecurity::Unspecified, pb::PodSecurity::from),
+        })
+    }
 }
 
 /// KEY=VALUE pairs as a map; a key given twice is refused rather than one value dropped.
@@ -176,8 +226,8 @@ async fn status(cli: &Cli, args: &PodArgs, out: &mut Output) -> Result<Success, 
     let pod = response.pod.unwrap_or_default();
     out.status(&pod);
     Ok(Success {
-        summary: None,
         pod: Some(pod),
+        ..Success::default()
     })
 }
 
@@ -198,13 +248,7 @@ async fn list(cli: &Cli, args: &ListArgs, out: &mut Output) -> Result<Success, F
 async fn delete(cli: &Cli, args: &DeleteArgs, out: &mut Output) -> Result<Success, Failure> {
     let grace_period = args
         .grace_period
-        .map(|grace| {
-            Ok::<_, Failure>(prost_types::Duration {
-                seconds: i64::try_from(grace.as_secs())
-                    .map_err(|_| Failure::bad_input("--grace-period is too long"))?,
-                nanos: i32::try_from(grace.subsec_nanos()).unwrap_or(0),
-            })
-        })
+        .map(|grace| proto_duration(grace, "--grace-period"))
         .transpose()?;
     let namespace = args.namespace.namespace.clone();
     let limit = cli.timeout.unwrap_or(DEFAULT_WAIT_TIMEOUT);
@@ -230,8 +274,8 @@ async fn delete(cli: &Cli, args: &DeleteArgs, out: &mut Output) -> Result<Succes
     out.deleting(&pod);
     if !args.wait {
         return Ok(Success {
-            summary: None,
             pod: Some(pod),
+            ..Success::default()
         });
     }
     out.following(&args.name);

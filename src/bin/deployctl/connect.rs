@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use k8s_deployer::proto::deployer::v1::deployer_service_client::DeployerServiceClient;
+use k8s_deployer::proto::deployer::v1::deployment_service_client::DeploymentServiceClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -17,8 +18,11 @@ use crate::exit::Failure;
 /// How long connecting (TCP and the TLS handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The generated client, sending the bearer token with every call.
+/// The generated client of the pod calls, sending the bearer token with every call.
 pub(crate) type Client = DeployerServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// The generated client of the Deployment calls, sending the bearer token with every call.
+pub(crate) type DeploymentClient = DeploymentServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// Adds `authorization: Bearer <token>` to every call, when there is a token.
 #[derive(Clone)]
@@ -38,8 +42,23 @@ impl tonic::service::Interceptor for Bearer {
     }
 }
 
-/// Connect to the server; the channel reconnects by itself after a lost connection.
+/// Connect to the server for the pod calls; the channel reconnects by itself after a lost
+/// connection.
 pub(crate) async fn connect(connection: &Connection) -> Result<Client, Failure> {
+    let (channel, bearer) = channel(connection).await?;
+    Ok(DeployerServiceClient::with_interceptor(channel, bearer))
+}
+
+/// Connect to the server for the Deployment calls (the same server, another service).
+pub(crate) async fn connect_deployments(
+    connection: &Connection,
+) -> Result<DeploymentClient, Failure> {
+    let (channel, bearer) = channel(connection).await?;
+    Ok(DeploymentServiceClient::with_interceptor(channel, bearer))
+}
+
+/// The channel to the server, and the token to send on it.
+async fn channel(connection: &Connection) -> Result<(Channel, Bearer), Failure> {
     let url = server_url(&connection.server, connection.plaintext)?;
     let bearer = Bearer(bearer_value(connection)?);
     let mut endpoint = Endpoint::from_shared(url.clone())
@@ -70,7 +89,7 @@ pub(crate) async fn connect(connection: &Connection) -> Result<Client, Failure> 
         .connect()
         .await
         .map_err(|error| Failure::unreachable(format!("cannot reach {url}: {}", chain(&error))))?;
-    Ok(DeployerServiceClient::with_interceptor(channel, bearer))
+    Ok((channel, bearer))
 }
 
 /// The URL to dial: the scheme must agree with --plaintext, so that a token is never sent in

@@ -2,7 +2,7 @@
 //! `--output json` names the same outcomes in its final `result` record.
 //!
 //! The codes sort failures by what the caller should do next: fix the input (2), look at the
-//! pod (3), wait longer or look at the cluster's capacity (4), get the rights or change the
+//! pod or the rollout (3), wait longer or look at the cluster's capacity (4), get the rights or change the
 //! image reference (5), retry later or fix the address (6), check the name (7).
 
 use std::fmt;
@@ -17,15 +17,17 @@ pub(crate) const SUCCESS: u8 = 0;
 pub(crate) const OTHER: u8 = 1;
 /// Bad input: a usage error, or INVALID_ARGUMENT from the server.
 pub(crate) const BAD_INPUT: u8 = 2;
-/// The pod failed (or was deleted) before reaching the wanted state.
+/// The pod failed (or was deleted) before reaching the wanted state; for the Deployment
+/// commands, the rollout FAILED (or the Deployment was deleted) before it was complete.
 pub(crate) const POD_FAILED: u8 = 3;
 /// `--timeout` passed first, or the server answered DEADLINE_EXCEEDED.
 pub(crate) const TIMEOUT: u8 = 4;
-/// Refused: UNAUTHENTICATED, PERMISSION_DENIED, FAILED_PRECONDITION (policy, admission).
+/// Refused: UNAUTHENTICATED, PERMISSION_DENIED, FAILED_PRECONDITION (policy, admission),
+/// ABORTED (another field manager owns a field an apply sets).
 pub(crate) const REFUSED: u8 = 5;
 /// The server could not be reached: connection or TLS failure, UNAVAILABLE.
 pub(crate) const UNREACHABLE: u8 = 6;
-/// NOT_FOUND: the pod or the namespace does not exist.
+/// NOT_FOUND: the pod, Deployment, revision or namespace does not exist.
 pub(crate) const NOT_FOUND: u8 = 7;
 /// Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
 pub(crate) const INTERRUPTED: u8 = 130;
@@ -52,7 +54,9 @@ pub(crate) const TABLE: &[(u8, &str, &str)] = &[
     (
         POD_FAILED,
         "pod_failed",
-        "the pod failed (FAILED, e.g. IMAGE_PULL_FAILED; or deleted) before the wait was met",
+        "the pod failed (FAILED, e.g. IMAGE_PULL_FAILED; or deleted) before the wait was met; \
+         for deployment commands the rollout FAILED (NEW_PODS_FAILING, DEADLINE_EXCEEDED, \
+         REPLICA_FAILURE; outcome rollout_failed) or the Deployment was deleted",
     ),
     (
         TIMEOUT,
@@ -63,7 +67,9 @@ pub(crate) const TABLE: &[(u8, &str, &str)] = &[
         REFUSED,
         "refused",
         "refused before anything ran: UNAUTHENTICATED, PERMISSION_DENIED, FAILED_PRECONDITION \
-         (image policy, PodSecurity admission, a pod not managed by k8s-deployer)",
+         (image policy, PodSecurity admission, a pod or Deployment not managed by k8s-deployer, \
+         a paused Deployment, no previous revision), ABORTED (another field manager owns a \
+         field the apply sets)",
     ),
     (
         UNREACHABLE,
@@ -73,7 +79,7 @@ pub(crate) const TABLE: &[(u8, &str, &str)] = &[
     (
         NOT_FOUND,
         "not_found",
-        "NOT_FOUND: the pod or the namespace does not exist",
+        "NOT_FOUND: the pod, Deployment, revision or namespace does not exist",
     ),
     (INTERRUPTED, "interrupted", "interrupted (Ctrl-C)"),
     (
@@ -82,6 +88,9 @@ pub(crate) const TABLE: &[(u8, &str, &str)] = &[
         "stdout was closed by its reader (as with SIGPIPE)",
     ),
 ];
+
+/// The outcome `--output json` reports for a failed rollout (exit code [`POD_FAILED`]).
+pub(crate) const ROLLOUT_FAILED: &str = "rollout_failed";
 
 /// The outcome name of an exit code, as `--output json` reports it.
 pub(crate) fn outcome(code: u8) -> &'static str {
@@ -98,8 +107,8 @@ pub(crate) fn help_table() -> String {
         text.push_str(&format!("  {code:>3}  {meaning}\n"));
     }
     text.push_str(
-        "\nA pod failure (3) is seen while following the pod; a refusal (5) is the server's \
-         answer to the call itself, before any pod runs.",
+        "\nA pod or rollout failure (3) is seen while following the pod or the rollout; a \
+         refusal (5) is the server's answer to the call itself, before any pod runs.",
     );
     text
 }
@@ -117,6 +126,8 @@ pub(crate) struct Failure {
     pub(crate) violations: Vec<String>,
     /// The last known status of the pod concerned, if any.
     pub(crate) pod: Option<Box<pb::PodStatus>>,
+    /// The last known state of the Deployment concerned, if any.
+    pub(crate) deployment: Option<Box<pb::Deployment>>,
 }
 
 impl Failure {
@@ -127,6 +138,7 @@ impl Failure {
             message: message.into(),
             violations: Vec::new(),
             pod: None,
+            deployment: None,
         }
     }
 
@@ -148,6 +160,27 @@ impl Failure {
         Failure {
             pod: Some(Box::new(pod)),
             ..Failure::new(POD_FAILED, message)
+        }
+    }
+
+    /// The rollout failed, or the Deployment went away, before it was complete.
+    pub(crate) fn rollout_failed(
+        message: impl Into<String>,
+        deployment: pb::Deployment,
+    ) -> Failure {
+        Failure {
+            deployment: Some(Box::new(deployment)),
+            ..Failure::new(POD_FAILED, message)
+        }
+    }
+
+    /// The outcome `--output json` reports: as [`outcome`], but `rollout_failed` for a
+    /// failed rollout.
+    pub(crate) fn outcome(&self) -> &'static str {
+        if self.exit == POD_FAILED && self.deployment.is_some() && self.pod.is_none() {
+            ROLLOUT_FAILED
+        } else {
+            outcome(self.exit)
         }
     }
 
@@ -207,14 +240,16 @@ pub(crate) fn exit_code(code: Code) -> u8 {
         Code::Ok => SUCCESS,
         Code::InvalidArgument | Code::OutOfRange => BAD_INPUT,
         Code::DeadlineExceeded => TIMEOUT,
-        Code::Unauthenticated | Code::PermissionDenied | Code::FailedPrecondition => REFUSED,
+        Code::Unauthenticated
+        | Code::PermissionDenied
+        | Code::FailedPrecondition
+        | Code::Aborted => REFUSED,
         Code::Unavailable => UNREACHABLE,
         Code::NotFound => NOT_FOUND,
         Code::Cancelled
         | Code::Unknown
         | Code::AlreadyExists
         | Code::ResourceExhausted
-        | Code::Aborted
         | Code::Unimplemented
         | Code::Internal
         | Code::DataLoss => OTHER,
@@ -260,6 +295,7 @@ mod tests {
             (Code::Unauthenticated, REFUSED),
             (Code::PermissionDenied, REFUSED),
             (Code::FailedPrecondition, REFUSED),
+            (Code::Aborted, REFUSED),
             (Code::Unavailable, UNREACHABLE),
             (Code::NotFound, NOT_FOUND),
             (Code::AlreadyExists, OTHER),
@@ -281,5 +317,18 @@ mod tests {
             "INVALID_ARGUMENT: image: \"Nginx:1\" is not a valid reference"
         );
         assert_eq!(outcome(failure.exit), "bad_input");
+    }
+
+    #[test]
+    fn a_failed_rollout_is_exit_3_with_its_own_outcome() {
+        let failure = Failure::rollout_failed("NEW_PODS_FAILING", pb::Deployment::default());
+        assert_eq!(
+            (failure.exit, failure.outcome()),
+            (POD_FAILED, ROLLOUT_FAILED)
+        );
+        let pod = Failure::pod_failed("IMAGE_PULL_FAILED", pb::PodStatus::default());
+        assert_eq!(pod.outcome(), "pod_failed");
+        let conflict = Failure::from_status(&tonic::Status::aborted("conflict with kubectl"));
+        assert_eq!((conflict.exit, conflict.outcome()), (REFUSED, "refused"));
     }
 }

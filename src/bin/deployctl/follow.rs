@@ -1,6 +1,9 @@
 //! Following a WatchStatus stream until what the command waits for happens, a pod fails, or
 //! the time runs out; reconnecting when the server ends the stream for a shutdown, as the
 //! contract asks of clients.
+//!
+//! The reading, the deadline and the reconnection are [`Link`]'s, for any server stream (a
+//! [`Source`]): the pod [`Follower`] here and the rollout follower (`rollout`) share it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -78,17 +81,159 @@ impl Goal {
     }
 }
 
-/// One followed stream: its request (to reopen it), its goal and deadline, and the pods.
-pub(crate) struct Follower<'a> {
-    client: &'a mut Client,
-    request: pb::WatchStatusRequest,
-    goal: Goal,
+/// A server stream that can be opened (again): what [`Link`] follows.
+pub(crate) trait Source {
+    /// The stream's messages.
+    type Message;
+    /// Open the stream.
+    async fn open(&mut self) -> Result<Streaming<Self::Message>, Failure>;
+}
+
+/// Why a [`Link`] gave no message.
+pub(crate) enum Stop {
+    /// The deadline passed.
+    TimedOut,
+    /// The server refused the stream or broke it with an error that reconnecting will not
+    /// cure, or reconnecting failed.
+    Failed(Failure),
+}
+
+/// A followed server stream: read under a deadline, and opened again (after a pause, a few
+/// times) when it breaks or closes without an `end`.
+pub(crate) struct Link<S: Source> {
+    source: S,
+    stream: Option<Streaming<S::Message>>,
     /// When to give up, and the `--timeout` it came from (for the message).
     deadline: Option<(Instant, Duration)>,
-    /// The latest status of each watched pod.
-    pods: BTreeMap<String, pb::PodStatus>,
     /// Reconnection attempts since the last stream that opened.
     attempts: usize,
+}
+
+impl<S: Source> Link<S> {
+    /// A link to `source`, opened on the first read (or already `opened` by the caller).
+    pub(crate) fn new(
+        source: S,
+        opened: Option<Streaming<S::Message>>,
+        deadline: Option<(Instant, Duration)>,
+    ) -> Link<S> {
+        Link {
+            source,
+            stream: opened,
+            deadline,
+            attempts: 0,
+        }
+    }
+
+    /// What the stream is opened from.
+    pub(crate) fn source(&self) -> &S {
+        &self.source
+    }
+
+    /// What the stream is opened from, to make other calls with its client.
+    pub(crate) fn source_mut(&mut self) -> &mut S {
+        &mut self.source
+    }
+
+    /// The `--timeout` the deadline came from.
+    pub(crate) fn limit(&self) -> Duration {
+        self.deadline.map_or(Duration::ZERO, |(_, limit)| limit)
+    }
+
+    /// The stream's first message (its snapshot) arrived: it opened well, so the next loss
+    /// starts the back-off again.
+    pub(crate) fn settled(&mut self) {
+        self.attempts = 0;
+    }
+
+    /// The next message, reopening the stream when it is lost.
+    pub(crate) async fn next(&mut self, out: &mut Output) -> Result<S::Message, Stop> {
+        let deadline = self.deadline;
+        loop {
+            let stream = match &mut self.stream {
+                Some(stream) => stream,
+                None => {
+                    let opened = bounded(deadline, self.source.open()).await?;
+                    self.stream.insert(opened.map_err(Stop::Failed)?)
+                }
+            };
+            match bounded(deadline, stream.message()).await? {
+                Ok(Some(message)) => return Ok(message),
+                Ok(None) => self.reopen("the stream closed without an end", out).await?,
+                Err(status) if status.code() == Code::Unavailable => {
+                    let why = format!("the stream broke ({})", status.message());
+                    self.reopen(&why, out).await?;
+                }
+                Err(status) => return Err(Stop::Failed(Failure::from_status(&status))),
+            }
+        }
+    }
+
+    /// The stream is lost (or the server ended it for a shutdown): open it again, after a
+    /// pause, a few times.
+    pub(crate) async fn reopen(&mut self, why: &str, out: &mut Output) -> Result<(), Stop> {
+        self.stream = None;
+        loop {
+            let Some(pause) = RECONNECT_BACKOFF.get(self.attempts).copied() else {
+                return Err(Stop::Failed(Failure::unreachable(format!(
+                    "{why}, and {} attempts to reconnect failed",
+                    RECONNECT_BACKOFF.len()
+                ))));
+            };
+            self.attempts += 1;
+            out.note(&format!("{why}; reconnecting in {pause:?}"));
+            let wake = Instant::now() + pause;
+            if let Some((at, _)) = self.deadline
+                && wake >= at
+            {
+                tokio::time::sleep_until(at).await;
+                return Err(Stop::TimedOut);
+            }
+            tokio::time::sleep_until(wake).await;
+            match bounded(self.deadline, self.source.open()).await? {
+                Ok(stream) => {
+                    self.stream = Some(stream);
+                    return Ok(());
+                }
+                Err(failure) if failure.exit == exit::UNREACHABLE => continue,
+                Err(failure) => return Err(Stop::Failed(failure)),
+            }
+        }
+    }
+}
+
+/// `future`'s output, unless the deadline passes first.
+async fn bounded<T>(
+    deadline: Option<(Instant, Duration)>,
+    future: impl Future<Output = T>,
+) -> Result<T, Stop> {
+    match deadline {
+        Some((at, _)) => tokio::time::timeout_at(at, future)
+            .await
+            .map_err(|_| Stop::TimedOut),
+        None => Ok(future.await),
+    }
+}
+
+/// The WatchStatus stream of a [`Follower`].
+pub(crate) struct PodSource<'a> {
+    client: &'a mut Client,
+    request: pb::WatchStatusRequest,
+}
+
+impl Source for PodSource<'_> {
+    type Message = pb::WatchStatusResponse;
+
+    async fn open(&mut self) -> Result<Streaming<pb::WatchStatusResponse>, Failure> {
+        open(self.client, &self.request).await
+    }
+}
+
+/// One followed WatchStatus stream: its goal, and the pods.
+pub(crate) struct Follower<'a> {
+    link: Link<PodSource<'a>>,
+    goal: Goal,
+    /// The latest status of each watched pod.
+    pods: BTreeMap<String, pb::PodStatus>,
 }
 
 /// The request for a WatchStatus stream of one pod, or of a selector's pods.
@@ -127,13 +272,14 @@ impl<'a> Follower<'a> {
         deadline: Option<(Instant, Duration)>,
     ) -> Follower<'a> {
         Follower {
-            client,
-            request,
+            link: Link::new(PodSource { client, request }, None, deadline),
             goal,
-            deadline,
             pods: BTreeMap::new(),
-            attempts: 0,
         }
+    }
+
+    fn request(&self) -> &pb::WatchStatusRequest {
+        &self.link.source().request
     }
 
     /// Follow the stream (`opened` if the caller opened it already) to its conclusion.
@@ -142,31 +288,12 @@ impl<'a> Follower<'a> {
         opened: Option<Streaming<pb::WatchStatusResponse>>,
         out: &mut Output,
     ) -> Result<Success, Failure> {
-        let mut stream = match opened {
-            Some(stream) => stream,
-            None => open(self.client, &self.request).await?,
-        };
+        self.link.stream = opened;
         loop {
-            let next = match self.deadline {
-                Some((at, _)) => match tokio::time::timeout_at(at, stream.message()).await {
-                    Ok(next) => next,
-                    Err(_) => return Err(self.timed_out()),
-                },
-                None => stream.message().await,
-            };
-            let message = match next {
-                Ok(Some(message)) => message,
-                Ok(None) => {
-                    stream = self.reopen("the stream closed without an end", out).await?;
-                    continue;
-                }
-                Err(status) if status.code() == Code::Unavailable => {
-                    let why = format!("the stream broke ({})", status.message());
-                    stream = self.reopen(&why, out).await?;
-                    continue;
-                }
-                Err(status) => {
-                    let mut failure = Failure::from_status(&status);
+            let message = match self.link.next(out).await {
+                Ok(message) => message,
+                Err(Stop::TimedOut) => return Err(self.timed_out()),
+                Err(Stop::Failed(mut failure)) => {
                     failure.pod = self.last_pod().map(Box::new);
                     return Err(failure);
                 }
@@ -174,7 +301,7 @@ impl<'a> Follower<'a> {
             let sequence = message.sequence;
             let done = match message.kind {
                 Some(Kind::Snapshot(snapshot)) => {
-                    self.attempts = 0;
+                    self.link.settled();
                     self.snapshot(sequence, snapshot, false, out)
                 }
                 Some(Kind::Resync(snapshot)) => self.snapshot(sequence, snapshot, true, out),
@@ -207,8 +334,14 @@ impl<'a> Follower<'a> {
                     | pb::EndReason::Unspecified
                     | pb::EndReason::DeploymentDeleted => {
                         let why = format!("the server ended the stream ({})", end.message);
-                        stream = self.reopen(&why, out).await?;
-                        None
+                        match self.link.reopen(&why, out).await {
+                            Ok(()) => None,
+                            Err(Stop::TimedOut) => Some(Err(self.timed_out())),
+                            Err(Stop::Failed(mut failure)) => {
+                                failure.pod = self.last_pod().map(Box::new);
+                                Some(Err(failure))
+                            }
+                        }
                     }
                 },
             };
@@ -245,6 +378,7 @@ impl<'a> Follower<'a> {
                     Some(Ok(Success {
                         summary: Some(reached(pod, wanted.name(), out)),
                         pod: Some(pod.clone()),
+                        ..Success::default()
                     }))
                 } else if domain_health.is_terminal() {
                     Some(Err(self.failed(pod, "")))
@@ -260,7 +394,7 @@ impl<'a> Follower<'a> {
     }
 
     fn on_deleted(&self, pod: pb::PodStatus, out: &Output) -> Option<Result<Success, Failure>> {
-        let by_name = !self.request.name.is_empty();
+        let by_name = !self.request().name.is_empty();
         match &self.goal {
             Goal::Deployed { .. } => Some(Err(self.failed(&pod, "was deleted "))),
             Goal::Ready if by_name => Some(Err(self.failed(&pod, "was deleted "))),
@@ -272,6 +406,7 @@ impl<'a> Follower<'a> {
                     out.elapsed().as_secs_f64()
                 )),
                 pod: Some(pod),
+                ..Success::default()
             })),
             _ => None,
         }
@@ -302,13 +437,14 @@ impl<'a> Follower<'a> {
         Ok(Success {
             summary,
             pod: self.last_pod(),
+            ..Success::default()
         })
     }
 
     fn pod_deleted(&self, out: &Output) -> Result<Success, Failure> {
         let gone = pb::PodStatus {
-            namespace: self.request.namespace.clone(),
-            name: self.request.name.clone(),
+            namespace: self.request().namespace.clone(),
+            name: self.request().name.clone(),
             health: pb::Health::Deleted.into(),
             reason: pb::Reason::Deleted.into(),
             ..pb::PodStatus::default()
@@ -322,45 +458,13 @@ impl<'a> Follower<'a> {
                     out.elapsed().as_secs_f64()
                 )),
                 pod: Some(gone),
+                ..Success::default()
             }),
         }
     }
 
-    /// The stream is lost: open it again, after a pause, a few times.
-    async fn reopen(
-        &mut self,
-        why: &str,
-        out: &mut Output,
-    ) -> Result<Streaming<pb::WatchStatusResponse>, Failure> {
-        loop {
-            let Some(pause) = RECONNECT_BACKOFF.get(self.attempts).copied() else {
-                let mut failure = Failure::unreachable(format!(
-                    "{why}, and {} attempts to reconnect failed",
-                    RECONNECT_BACKOFF.len()
-                ));
-                failure.pod = self.last_pod().map(Box::new);
-                return Err(failure);
-            };
-            self.attempts += 1;
-            out.note(&format!("{why}; reconnecting in {pause:?}"));
-            let wake = Instant::now() + pause;
-            if let Some((at, _)) = self.deadline
-                && wake >= at
-            {
-                tokio::time::sleep_until(at).await;
-                return Err(self.timed_out());
-            }
-            tokio::time::sleep_until(wake).await;
-            match open(self.client, &self.request).await {
-                Ok(stream) => return Ok(stream),
-                Err(failure) if failure.exit == exit::UNREACHABLE => continue,
-                Err(failure) => return Err(failure),
-            }
-        }
-    }
-
     fn timed_out(&self) -> Failure {
-        let waited = self.deadline.map_or(Duration::ZERO, |(_, limit)| limit);
+        let waited = self.link.limit();
         let state = match self.pods.len() {
             0 => "it does not exist".to_owned(),
             1 => format!(
@@ -411,13 +515,14 @@ impl<'a> Follower<'a> {
     }
 
     fn target(&self) -> String {
-        if self.request.name.is_empty() {
+        if self.request().name.is_empty() {
             format!(
                 "the pods matching {:?} in {}",
-                self.request.label_selector, self.request.namespace
+                self.request().label_selector,
+                self.request().namespace
             )
         } else {
-            format!("pod {}/{}", self.request.namespace, self.request.name)
+            format!("pod {}/{}", self.request().namespace, self.request().name)
         }
     }
 

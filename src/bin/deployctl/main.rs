@@ -1,5 +1,7 @@
 //! deployctl, the command-line client of k8s-deployer: deploys an image, follows the pod live
-//! until it is ready (or fails, or time runs out), and shows, lists, deletes and watches pods.
+//! until it is ready (or fails, or time runs out), and shows, lists, deletes and watches pods;
+//! applies, rolls out, scales, restarts, rolls back, shows and deletes Deployments, following
+//! their rollouts live.
 //!
 //! Its exit codes are for CI jobs to rely on (see `exit`); its output is a live status line on
 //! a terminal, one line per change otherwise, or JSON lines (see `output`).
@@ -7,9 +9,11 @@
 mod args;
 mod commands;
 mod connect;
+mod deployments;
 mod exit;
 mod follow;
 mod output;
+mod rollout;
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;

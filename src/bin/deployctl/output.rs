@@ -9,6 +9,11 @@
 //!   the `result`. Field names are stable: see [`PodJson`], [`EventJson`], [`ResultJson`].
 //!
 //! Errors go to stderr in every mode, as `deployctl: CODE: message`.
+//!
+//! The Deployment commands show the same way: a rollout's pods and their changes as a pod
+//! watch shows them, and the rollout itself as a progress line (see `deployment`).
+
+mod deployment;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
@@ -22,6 +27,11 @@ use serde::Serialize;
 
 use crate::args::OutputFormat;
 use crate::exit::{self, Failure, code_name};
+use deployment::{
+    DeploymentJson, RevisionJson, RolloutEventJson, deployment_table, deployments_table,
+    event_subject, phase_style, revisions_table,
+};
+pub(crate) use deployment::{phase_name, progress_line, rollout_of, rollout_reason_name};
 
 /// How a command ended well.
 #[derive(Debug, Default)]
@@ -30,6 +40,29 @@ pub(crate) struct Success {
     pub(crate) summary: Option<String>,
     /// The pod concerned, in its last known state.
     pub(crate) pod: Option<pb::PodStatus>,
+    /// The Deployment concerned, in its last known state.
+    pub(crate) deployment: Option<pb::Deployment>,
+}
+
+/// A change a Deployment command made (or would make, or found made already).
+#[derive(Debug)]
+pub(crate) struct Change<'a> {
+    /// The JSON record's type: applied, scaled, restarted, rolled_back, deleting.
+    pub(crate) kind: &'static str,
+    /// What happened, for people: "created deployment demo/web (...)".
+    pub(crate) text: String,
+    /// Whether the call changed anything.
+    pub(crate) changed: bool,
+    /// apply: whether it created the Deployment.
+    pub(crate) created: Option<bool>,
+    /// apply: a dry run.
+    pub(crate) dry_run: Option<bool>,
+    /// apply: the pod security profile the template was hardened to.
+    pub(crate) pod_security: Option<String>,
+    /// undo: the revision whose template is now live.
+    pub(crate) rolled_back_to: Option<i64>,
+    /// The Deployment after the change.
+    pub(crate) deployment: &'a pb::Deployment,
 }
 
 /// The three ways of showing things.
@@ -70,6 +103,8 @@ struct Progress {
     pods: BTreeMap<String, pb::PodStatus>,
     /// This command created the pod it follows (so "not found yet" is old news).
     deployed: bool,
+    /// The Deployment whose rollout is followed, in its latest state.
+    deployment: Option<pb::Deployment>,
 }
 
 /// Deploy's answer, as the renderers show it.
@@ -118,6 +153,26 @@ trait Renderer {
     fn deleting(&mut self, progress: &Progress, pod: &pb::PodStatus);
     /// The end: the summary or the error.
     fn finish(&mut self, progress: &Progress, result: &Result<Success, Failure>, exit: u8);
+    /// A Deployment command's change.
+    fn change(&mut self, progress: &Progress, change: &Change<'_>);
+    /// A rollout snapshot or resync (`kind`) arrived; its pods are shown one by one after this.
+    fn rollout_snapshot(
+        &mut self,
+        progress: &Progress,
+        sequence: u64,
+        snapshot: &pb::RolloutSnapshot,
+        kind: &'static str,
+    );
+    /// The Deployment of a followed rollout changed (now in `progress`).
+    fn progress(&mut self, progress: &Progress, sequence: u64, deployment: &pb::Deployment);
+    /// A Kubernetes Event about the Deployment, one of its ReplicaSets or pods.
+    fn rollout_event(&mut self, progress: &Progress, sequence: u64, event: &pb::RolloutEvent);
+    /// One Deployment in full (`deployment get`).
+    fn deployment(&mut self, deployment: &pb::Deployment);
+    /// The Deployments of a namespace (`deployment list`).
+    fn deployments(&mut self, namespace: &str, deployments: &[pb::Deployment]);
+    /// A Deployment's revisions (`rollout history`).
+    fn revisions(&mut self, name: &str, revisions: &[pb::Revision]);
 }
 
 impl Output {
@@ -134,6 +189,7 @@ impl Output {
                 target: String::new(),
                 pods: BTreeMap::new(),
                 deployed: false,
+                deployment: None,
             },
             renderer,
         }
@@ -149,12 +205,7 @@ impl Output {
         let Some(pod) = &response.pod else { return };
         self.progress.deployed = true;
         self.progress.target = pod.name.clone();
-        let profile = enum_name(
-            pb::PodSecurity::try_from(response.pod_security)
-                .map_or("POD_SECURITY_UNSPECIFIED", |p| p.as_str_name()),
-            "POD_SECURITY_",
-        )
-        .to_lowercase();
+        let profile = profile_name(response.pod_security);
         let what = if dry_run {
             "dry run: would create"
         } else if response.created {
@@ -183,21 +234,74 @@ impl Output {
         let kind = if resync { "resync" } else { "snapshot" };
         self.renderer
             .snapshot(&self.progress, sequence, snapshot, kind);
+        self.replace_pods(&snapshot.pods);
+    }
+
+    /// The pods of a snapshot replace those known: forget the others, show these.
+    fn replace_pods(&mut self, pods: &[pb::PodStatus]) {
         let gone: Vec<String> = self
             .progress
             .pods
             .keys()
-            .filter(|name| !snapshot.pods.iter().any(|p| &p.name == *name))
+            .filter(|name| !pods.iter().any(|p| &p.name == *name))
             .cloned()
             .collect();
         for name in gone {
             self.progress.pods.remove(&name);
             self.renderer.forget(&name);
         }
-        for pod in &snapshot.pods {
+        for pod in pods {
             self.show(pod, "pod");
         }
         self.renderer.refresh(&self.progress);
+    }
+
+    /// A Deployment command's change.
+    pub(crate) fn change(&mut self, change: &Change<'_>) {
+        self.progress.target = change.deployment.name.clone();
+        self.renderer.change(&self.progress, change);
+    }
+
+    /// A rollout's snapshot (first message) or resync (full state after a gap).
+    pub(crate) fn rollout_snapshot(
+        &mut self,
+        sequence: u64,
+        snapshot: &pb::RolloutSnapshot,
+        resync: bool,
+    ) {
+        let kind = if resync { "resync" } else { "snapshot" };
+        self.progress.deployment = snapshot.deployment.clone();
+        self.renderer
+            .rollout_snapshot(&self.progress, sequence, snapshot, kind);
+        self.replace_pods(&snapshot.pods);
+    }
+
+    /// The Deployment of the followed rollout changed.
+    pub(crate) fn progress(&mut self, sequence: u64, deployment: &pb::Deployment) {
+        self.progress.deployment = Some(deployment.clone());
+        self.renderer.progress(&self.progress, sequence, deployment);
+        self.renderer.refresh(&self.progress);
+    }
+
+    /// An Event about the followed rollout's Deployment, ReplicaSets or pods.
+    pub(crate) fn rollout_event(&mut self, sequence: u64, event: &pb::RolloutEvent) {
+        self.renderer.rollout_event(&self.progress, sequence, event);
+        self.renderer.refresh(&self.progress);
+    }
+
+    /// One Deployment in full (`deployment get`).
+    pub(crate) fn deployment(&mut self, deployment: &pb::Deployment) {
+        self.renderer.deployment(deployment);
+    }
+
+    /// The Deployments of a namespace (`deployment list`).
+    pub(crate) fn deployments(&mut self, namespace: &str, deployments: &[pb::Deployment]) {
+        self.renderer.deployments(namespace, deployments);
+    }
+
+    /// A Deployment's revisions (`rollout history`).
+    pub(crate) fn revisions(&mut self, name: &str, revisions: &[pb::Revision]) {
+        self.renderer.revisions(name, revisions);
     }
 
     /// A pod was created or changed.
@@ -269,6 +373,8 @@ struct Live {
     shown: HashMap<String, String>,
     /// The latest Event, for the status line.
     latest_event: Option<String>,
+    /// The last (phase, reason, revision) of the followed rollout shown.
+    rollout_shown: Option<String>,
 }
 
 impl Live {
@@ -290,6 +396,51 @@ impl Live {
             Some(bar) => bar.println(text),
             None => emit(format_args!("{text}\n")),
         }
+    }
+
+    /// A Warning as a history line; any Event on the status line.
+    fn any_event(&mut self, event: &EventLine<'_>) {
+        if event.r#type == "Warning" {
+            self.history(&format!(
+                "  {} {}  {}: {}{}",
+                style("⚠").yellow(),
+                event.subject,
+                style(event.reason).yellow(),
+                event.message,
+                count_text(event.count)
+            ));
+        }
+        self.latest_event = Some(format!("{}: {}", event.reason, event.message));
+    }
+
+    /// A history line when the rollout's phase, reason or revision changed.
+    fn rollout_history(&mut self, deployment: &pb::Deployment) {
+        let rollout = rollout_of(deployment);
+        let key = format!(
+            "{:?} {:?} {}",
+            rollout.phase(),
+            rollout.reason(),
+            rollout.revision
+        );
+        if self.rollout_shown.as_ref() == Some(&key) {
+            return;
+        }
+        self.rollout_shown = Some(key);
+        let phase = phase_name(rollout.phase());
+        let mut text = format!(
+            "  {} {}: {}",
+            phase_style(rollout.phase()).apply_to("→"),
+            deployment.name,
+            phase_style(rollout.phase()).bold().apply_to(phase)
+        );
+        if let Some(reason) = rollout_reason_name(rollout.reason()) {
+            text.push_str(&format!(" {}", style(reason).bold()));
+        }
+        text.push_str(&format!(" (revision {})", rollout.revision));
+        if !rollout.message.is_empty() {
+            text.push_str(&format!("  {}", style(&rollout.message).dim()));
+        }
+        self.history(&text);
     }
 }
 
@@ -338,23 +489,22 @@ impl Renderer for Live {
     }
 
     fn event(&mut self, _progress: &Progress, _sequence: u64, event: &pb::PodEvent) {
-        if event.r#type == "Warning" {
-            self.history(&format!(
-                "  {} {}  {}: {}{}",
-                style("⚠").yellow(),
-                event.pod,
-                style(&event.reason).yellow(),
-                event.message,
-                count_text(event)
-            ));
-        }
-        self.latest_event = Some(format!("{}: {}", event.reason, event.message));
+        self.any_event(&EventLine::from(event));
     }
 
     /// Redraw the live status line.
     fn refresh(&mut self, progress: &Progress) {
         let mut parts: Vec<String> = Vec::new();
+        if let Some(deployment) = &progress.deployment {
+            let rollout = rollout_of(deployment);
+            parts.push(
+                phase_style(rollout.phase())
+                    .apply_to(progress_line(deployment))
+                    .to_string(),
+            );
+        }
         match progress.pods.len() {
+            _ if progress.deployment.is_some() => {}
             0 => parts.push(format!("waiting for {}", progress.target)),
             1 => {
                 if let Some(pod) = progress.pods.values().next() {
@@ -417,6 +567,47 @@ impl Renderer for Live {
         ));
     }
 
+    fn change(&mut self, _progress: &Progress, change: &Change<'_>) {
+        let mark = if change.changed {
+            style("✓").green()
+        } else {
+            style("=").dim()
+        };
+        self.history(&format!("{mark} {}", change.text));
+    }
+
+    fn rollout_snapshot(
+        &mut self,
+        _progress: &Progress,
+        _sequence: u64,
+        snapshot: &pb::RolloutSnapshot,
+        _kind: &'static str,
+    ) {
+        if let Some(deployment) = &snapshot.deployment {
+            self.rollout_history(deployment);
+        }
+    }
+
+    fn progress(&mut self, _progress: &Progress, _sequence: u64, deployment: &pb::Deployment) {
+        self.rollout_history(deployment);
+    }
+
+    fn rollout_event(&mut self, _progress: &Progress, _sequence: u64, event: &pb::RolloutEvent) {
+        self.any_event(&EventLine::from(event));
+    }
+
+    fn deployment(&mut self, deployment: &pb::Deployment) {
+        emit(format_args!("{}", deployment_table(deployment, true)));
+    }
+
+    fn deployments(&mut self, namespace: &str, deployments: &[pb::Deployment]) {
+        show_deployments(namespace, deployments, true);
+    }
+
+    fn revisions(&mut self, name: &str, revisions: &[pb::Revision]) {
+        show_revisions(name, revisions);
+    }
+
     fn finish(&mut self, _progress: &Progress, result: &Result<Success, Failure>, _exit: u8) {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
@@ -443,6 +634,37 @@ impl Renderer for Live {
 struct Plain {
     /// The last line shown per pod, so that a change that shows nothing new prints nothing.
     shown: HashMap<String, String>,
+    /// The last rollout line shown, for the same reason.
+    rollout_shown: Option<String>,
+}
+
+impl Plain {
+    /// `rollout  web: PROGRESSING 2/3 updated, 1 available (revision 2)  Waiting for ...`,
+    /// unless it would repeat the last one.
+    fn rollout_line(&mut self, progress: &Progress, kind: &str, deployment: &pb::Deployment) {
+        let rollout = rollout_of(deployment);
+        let text = format!("{}  {}", progress_line(deployment), rollout.message);
+        if self.rollout_shown.as_ref() != Some(&text) {
+            line(progress, &format!("{kind:<8} {text}"));
+            self.rollout_shown = Some(text);
+        }
+    }
+}
+
+/// `event    ReplicaSet/web-5d8  Normal  SuccessfulCreate: Created pod: ...`.
+fn plain_event(progress: &Progress, event: &EventLine<'_>) {
+    line(
+        progress,
+        &format!(
+            "{:<8} {}  {:<7} {}: {}{}",
+            "event",
+            event.subject,
+            event.r#type,
+            event.reason,
+            event.message,
+            count_text(event.count)
+        ),
+    );
 }
 
 impl Renderer for Plain {
@@ -505,18 +727,51 @@ impl Renderer for Plain {
     }
 
     fn event(&mut self, progress: &Progress, _sequence: u64, event: &pb::PodEvent) {
-        line(
-            progress,
-            &format!(
-                "{:<8} {}  {:<7} {}: {}{}",
-                "event",
-                event.pod,
-                event.r#type,
-                event.reason,
-                event.message,
-                count_text(event)
+        plain_event(progress, &EventLine::from(event));
+    }
+
+    fn change(&mut self, progress: &Progress, change: &Change<'_>) {
+        line(progress, &change.text);
+    }
+
+    fn rollout_snapshot(
+        &mut self,
+        progress: &Progress,
+        _sequence: u64,
+        snapshot: &pb::RolloutSnapshot,
+        kind: &'static str,
+    ) {
+        match &snapshot.deployment {
+            Some(deployment) => self.rollout_line(progress, kind, deployment),
+            None if snapshot.not_found && !progress.deployed => line(
+                progress,
+                &format!(
+                    "{kind:<8} deployment {} does not exist yet; waiting for it",
+                    progress.target
+                ),
             ),
-        );
+            None => {}
+        }
+    }
+
+    fn progress(&mut self, progress: &Progress, _sequence: u64, deployment: &pb::Deployment) {
+        self.rollout_line(progress, "rollout", deployment);
+    }
+
+    fn rollout_event(&mut self, progress: &Progress, _sequence: u64, event: &pb::RolloutEvent) {
+        plain_event(progress, &EventLine::from(event));
+    }
+
+    fn deployment(&mut self, deployment: &pb::Deployment) {
+        emit(format_args!("{}", deployment_table(deployment, false)));
+    }
+
+    fn deployments(&mut self, namespace: &str, deployments: &[pb::Deployment]) {
+        show_deployments(namespace, deployments, false);
+    }
+
+    fn revisions(&mut self, name: &str, revisions: &[pb::Revision]) {
+        show_revisions(name, revisions);
     }
 
     fn status(&mut self, pod: &pb::PodStatus) {
@@ -608,19 +863,105 @@ impl Renderer for Json {
         record("deleting", None, PodBody::from(pod));
     }
 
+    fn change(&mut self, _progress: &Progress, change: &Change<'_>) {
+        record(
+            change.kind,
+            None,
+            ChangeBody {
+                changed: change.changed,
+                created: change.created,
+                dry_run: change.dry_run,
+                pod_security: change.pod_security.clone(),
+                rolled_back_to: change.rolled_back_to,
+                message: change.text.clone(),
+                deployment: DeploymentJson::from(change.deployment),
+            },
+        );
+    }
+
+    fn rollout_snapshot(
+        &mut self,
+        _progress: &Progress,
+        sequence: u64,
+        snapshot: &pb::RolloutSnapshot,
+        kind: &'static str,
+    ) {
+        record(
+            kind,
+            Some(sequence),
+            RolloutSnapshotBody {
+                not_found: snapshot.not_found,
+                deployment: snapshot.deployment.as_ref().map(DeploymentJson::from),
+                pods: snapshot.pods.iter().map(PodJson::from).collect(),
+            },
+        );
+    }
+
+    fn progress(&mut self, _progress: &Progress, sequence: u64, deployment: &pb::Deployment) {
+        record(
+            "progress",
+            Some(sequence),
+            DeploymentBody {
+                deployment: DeploymentJson::from(deployment),
+            },
+        );
+    }
+
+    fn rollout_event(&mut self, _progress: &Progress, sequence: u64, event: &pb::RolloutEvent) {
+        record(
+            "event",
+            Some(sequence),
+            RolloutEventBody {
+                event: RolloutEventJson::from(event),
+            },
+        );
+    }
+
+    fn deployment(&mut self, deployment: &pb::Deployment) {
+        record(
+            "deployment",
+            None,
+            DeploymentBody {
+                deployment: DeploymentJson::from(deployment),
+            },
+        );
+    }
+
+    fn deployments(&mut self, _namespace: &str, deployments: &[pb::Deployment]) {
+        for deployment in deployments {
+            self.deployment(deployment);
+        }
+    }
+
+    fn revisions(&mut self, _name: &str, revisions: &[pb::Revision]) {
+        for revision in revisions {
+            record(
+                "revision",
+                None,
+                RevisionBody {
+                    revision: RevisionJson::from(revision),
+                },
+            );
+        }
+    }
+
     fn finish(&mut self, progress: &Progress, result: &Result<Success, Failure>, exit: u8) {
-        let (message, code, violations, pod) = match result {
+        let (message, code, violations, pod, deployment, outcome) = match result {
             Ok(success) => (
                 success.summary.clone().unwrap_or_default(),
                 None,
                 Vec::new(),
                 success.pod.as_ref(),
+                success.deployment.as_ref(),
+                exit::outcome(exit),
             ),
             Err(failure) => (
                 failure.message.clone(),
                 failure.code.map(code_name),
                 failure.violations.clone(),
                 failure.pod.as_deref(),
+                failure.deployment.as_deref(),
+                failure.outcome(),
             ),
         };
         json(&ResultJson {
@@ -628,11 +969,12 @@ impl Renderer for Json {
             time: now(),
             ok: result.is_ok(),
             exit_code: exit,
-            outcome: exit::outcome(exit),
+            outcome,
             code,
             message,
             violations,
             pod: pod.map(PodJson::from),
+            deployment: deployment.map(DeploymentJson::from),
             elapsed_ms: u64::try_from(progress.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         });
         if let Err(failure) = result {
@@ -642,11 +984,63 @@ impl Renderer for Json {
 }
 
 /// ` (x3)` for an Event seen three times; empty for one seen once.
-fn count_text(event: &pb::PodEvent) -> String {
-    if event.count > 1 {
-        format!(" (x{})", event.count)
+fn count_text(count: i32) -> String {
+    if count > 1 {
+        format!(" (x{count})")
     } else {
         String::new()
+    }
+}
+
+/// What the live and plain modes show of an Event, of a pod or of a rollout.
+struct EventLine<'a> {
+    /// The pod's name, or `Kind/name` of a rollout's object.
+    subject: String,
+    r#type: &'a str,
+    reason: &'a str,
+    message: &'a str,
+    count: i32,
+}
+
+impl<'a> From<&'a pb::PodEvent> for EventLine<'a> {
+    fn from(event: &'a pb::PodEvent) -> EventLine<'a> {
+        EventLine {
+            subject: event.pod.clone(),
+            r#type: &event.r#type,
+            reason: &event.reason,
+            message: &event.message,
+            count: event.count,
+        }
+    }
+}
+
+impl<'a> From<&'a pb::RolloutEvent> for EventLine<'a> {
+    fn from(event: &'a pb::RolloutEvent) -> EventLine<'a> {
+        EventLine {
+            subject: event_subject(event),
+            r#type: &event.r#type,
+            reason: &event.reason,
+            message: &event.message,
+            count: event.count,
+        }
+    }
+}
+
+/// The table of `deployment list` on stdout; with none, a note on stderr instead.
+fn show_deployments(namespace: &str, deployments: &[pb::Deployment], coloured: bool) {
+    if deployments.is_empty() {
+        eprintln!("No managed Deployments in namespace {namespace}.");
+    } else {
+        emit(format_args!("{}", deployments_table(deployments, coloured)));
+    }
+}
+
+/// The table of `rollout history` on stdout; with none, a note on stderr instead.
+fn show_revisions(name: &str, revisions: &[pb::Revision]) {
+    if revisions.is_empty() {
+        eprintln!("No revisions of deployment {name}.");
+    } else {
+        emit(format_args!("{}", revisions_table(revisions)));
     }
 }
 
@@ -725,13 +1119,7 @@ fn list_table(namespace: &str, pods: &[pb::PodStatus], coloured: bool) {
     for pod in pods {
         let ready = pod.containers.iter().filter(|c| c.ready).count();
         let restarts: i32 = pod.containers.iter().map(|c| c.restart_count).sum();
-        let age = timestamp(pod.created.as_ref()).map_or_else(
-            || "-".to_owned(),
-            |created| {
-                let seconds = now.as_second().saturating_sub(created.as_second());
-                short_duration(Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
-            },
-        );
+        let age = age(pod.created.as_ref(), now);
         let health = format!("{:<12}", enum_name(pod.health().as_str_name(), "HEALTH_"));
         out.push_str(&format!(
             "{:<width$}  {} {:<19} {:<9} {:<5} {:<8} {:<6} {}\n",
@@ -878,6 +1266,27 @@ fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
 
+/// `3m` since `time`, `-` without one.
+fn age(time: Option<&prost_types::Timestamp>, now: jiff::Timestamp) -> String {
+    timestamp(time).map_or_else(
+        || "-".to_owned(),
+        |created| {
+            let seconds = now.as_second().saturating_sub(created.as_second());
+            short_duration(Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
+        },
+    )
+}
+
+/// `baseline` or `restricted`, the profile a response says a pod (template) was hardened to.
+pub(crate) fn profile_name(pod_security: i32) -> String {
+    enum_name(
+        pb::PodSecurity::try_from(pod_security)
+            .map_or("POD_SECURITY_UNSPECIFIED", |p| p.as_str_name()),
+        "POD_SECURITY_",
+    )
+    .to_lowercase()
+}
+
 /// `45s`, `3m`, `2h`, `5d`.
 fn short_duration(duration: Duration) -> String {
     let seconds = duration.as_secs();
@@ -938,6 +1347,49 @@ struct EventBody {
     event: EventJson,
 }
 
+/// `applied`, `scaled`, `restarted`, `rolled_back`, `deleting` (Deployments).
+#[derive(Debug, Serialize)]
+struct ChangeBody {
+    changed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dry_run: Option<bool>,
+    /// baseline or restricted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pod_security: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rolled_back_to: Option<i64>,
+    message: String,
+    deployment: DeploymentJson,
+}
+
+/// `snapshot` and `resync` of a rollout.
+#[derive(Debug, Serialize)]
+struct RolloutSnapshotBody {
+    not_found: bool,
+    deployment: Option<DeploymentJson>,
+    pods: Vec<PodJson>,
+}
+
+/// `progress` and `deployment`.
+#[derive(Debug, Serialize)]
+struct DeploymentBody {
+    deployment: DeploymentJson,
+}
+
+/// `event` of a rollout.
+#[derive(Debug, Serialize)]
+struct RolloutEventBody {
+    event: RolloutEventJson,
+}
+
+/// `revision`.
+#[derive(Debug, Serialize)]
+struct RevisionBody {
+    revision: RevisionJson,
+}
+
 /// A pod in JSON output (`pod` of the `deployed`, `pod`, `deleted`, `deleting` and `result`
 /// records, and `pods` of `snapshot` and `resync`).
 #[derive(Debug, Serialize)]
@@ -976,6 +1428,17 @@ pub(crate) struct ConditionJson {
     status: String,
     reason: String,
     message: String,
+}
+
+impl From<&pb::Condition> for ConditionJson {
+    fn from(condition: &pb::Condition) -> ConditionJson {
+        ConditionJson {
+            r#type: condition.r#type.clone(),
+            status: condition.status.clone(),
+            reason: condition.reason.clone(),
+            message: condition.message.clone(),
+        }
+    }
 }
 
 /// A container in JSON output.
@@ -1021,16 +1484,7 @@ impl From<&pb::PodStatus> for PodJson {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            conditions: pod
-                .conditions
-                .iter()
-                .map(|c| ConditionJson {
-                    r#type: c.r#type.clone(),
-                    status: c.status.clone(),
-                    reason: c.reason.clone(),
-                    message: c.message.clone(),
-                })
-                .collect(),
+            conditions: pod.conditions.iter().map(ConditionJson::from).collect(),
             containers: pod.containers.iter().map(ContainerJson::from).collect(),
         }
     }
@@ -1108,8 +1562,8 @@ pub(crate) struct ResultJson {
     /// True exactly when exit_code is 0.
     ok: bool,
     exit_code: u8,
-    /// ok, error, bad_input, pod_failed, timeout, refused, unreachable, not_found,
-    /// interrupted (one per exit code).
+    /// ok, error, bad_input, pod_failed (rollout_failed for a rollout), timeout, refused,
+    /// unreachable, not_found, interrupted (one per exit code).
     outcome: &'static str,
     /// The gRPC code, e.g. INVALID_ARGUMENT; null when the server gave none.
     code: Option<&'static str>,
@@ -1118,6 +1572,10 @@ pub(crate) struct ResultJson {
     violations: Vec<String>,
     /// The pod concerned, in its last known state.
     pod: Option<PodJson>,
+    /// Deployment commands: the Deployment concerned, in its last known state (absent for
+    /// the pod commands).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    deployment: Option<DeploymentJson>,
     elapsed_ms: u64,
 }
 
@@ -1180,6 +1638,66 @@ mod tests {
         assert_eq!(short_duration(Duration::from_secs(61)), "1m");
         assert_eq!(short_duration(Duration::from_secs(7200)), "2h");
         assert_eq!(short_duration(Duration::from_secs(200_000)), "2d");
+    }
+
+    #[test]
+    fn a_change_record_carries_only_its_own_details() {
+        let deployment = pb::Deployment {
+            namespace: "demo".into(),
+            name: "web".into(),
+            ..pb::Deployment::default()
+        };
+        let scaled = serde_json::to_value(Record {
+            r#type: "scaled",
+            seq: None,
+            time: now(),
+            body: ChangeBody {
+                changed: true,
+                created: None,
+                dry_run: None,
+                pod_security: None,
+                rolled_back_to: None,
+                message: "scaled deployment demo/web to 5 replicas".into(),
+                deployment: DeploymentJson::from(&deployment),
+            },
+        })
+        .expect("json");
+        assert_eq!(scaled["type"], "scaled");
+        assert_eq!(scaled["changed"], true);
+        assert_eq!(scaled["deployment"]["name"], "web");
+        for absent in [
+            "seq",
+            "created",
+            "dry_run",
+            "pod_security",
+            "rolled_back_to",
+        ] {
+            assert!(scaled.get(absent).is_none(), "{absent}: {scaled}");
+        }
+    }
+
+    #[test]
+    fn a_result_names_the_deployment_only_for_deployment_commands() {
+        let result = |deployment: Option<DeploymentJson>| {
+            serde_json::to_value(ResultJson {
+                r#type: "result",
+                time: now(),
+                ok: false,
+                exit_code: exit::POD_FAILED,
+                outcome: exit::ROLLOUT_FAILED,
+                code: None,
+                message: String::new(),
+                violations: Vec::new(),
+                pod: None,
+                deployment,
+                elapsed_ms: 0,
+            })
+            .expect("json")
+        };
+        assert!(result(None).get("deployment").is_none());
+        let with = result(Some(DeploymentJson::from(&pb::Deployment::default())));
+        assert_eq!(with["deployment"]["rollout"]["phase"], "UNSPECIFIED");
+        assert_eq!(with["pod"], serde_json::Value::Null);
     }
 
     #[test]
