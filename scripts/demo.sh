@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job, end to end on this machine: start a local Kubernetes control plane, start
 # k8s-deployer against it, deploy an image and show its status live until Ready, then the
-# same for an image that cannot be pulled, showing the failure and its reason (by grpcurl).
+# same for an image that cannot be pulled, showing the failure and its reason (by grpcurl); then
+# a Deployment: rolled out, updated live, updated to an image that cannot be pulled (the rollout
+# fails fast with its reason while the old pods keep serving), and rolled back.
 # The caller is a Kubernetes ServiceAccount: its token (TokenRequest) is verified against
 # the API server's own JWKS, and a policy file allows it the namespace "demo" only. The
 # transport is plain text (--plaintext), as befits a demo on loopback; deployments use TLS.
@@ -102,6 +104,33 @@ rpc WatchStatus '{"namespace": "demo", "name": "broken", "until": "UNTIL_TERMINA
 step "ListPods"
 rpc ListPods '{"namespace": "demo"}' | view
 
+drpc() { "$GRPCURL" -plaintext -H "authorization: Bearer $TOKEN" -d "$2" "$LISTEN" "deployer.v1.DeploymentService/$1"; }
+# The generation an ApplyDeployment answered with, printed through, so that WatchRollout judges
+# this rollout and never the previous one.
+generation() { python3 -c 'import json,sys; r=json.load(sys.stdin); print(r["deployment"]["rollout"]["generation"])'; }
+shop() { # image, change cause
+  printf '{"namespace": "demo", "name": "shop", "image": "%s", "replicas": 3, "expose": true,
+    "ports": [{"name": "http", "containerPort": 80}], "changeCause": "%s"}' "$1" "$2"
+}
+
+step "A Deployment: shop, 3 replicas of nginx:1.27 behind a ClusterIP Service (ApplyDeployment, wait_for ROLLED_OUT)"
+drpc ApplyDeployment "$(shop nginx:1.27 'first release' | sed 's/}$/, "waitFor": "ROLLOUT_WAIT_FOR_ROLLED_OUT"}/')" | view
+kubectl get deployment,replicaset,service -n demo -l app.kubernetes.io/instance=shop
+
+step "Update the image to nginx:1.28: the rolling update, live (WatchRollout until ROLLED_OUT)"
+gen=$(drpc ApplyDeployment "$(shop nginx:1.28 'upgrade to 1.28')" | generation)
+drpc WatchRollout "{\"namespace\": \"demo\", \"name\": \"shop\", \"until\": \"ROLLOUT_UNTIL_ROLLED_OUT\", \"generation\": \"$gen\"}" | view
+
+step "Update to an image that cannot be pulled: the rollout fails fast, the old pods keep serving"
+gen=$(drpc ApplyDeployment "$(shop fail.invalid/shop:2 'a broken build')" | generation)
+drpc WatchRollout "{\"namespace\": \"demo\", \"name\": \"shop\", \"until\": \"ROLLOUT_UNTIL_TERMINAL\", \"generation\": \"$gen\"}" | view
+
+step "Roll back to the previous revision (RollbackDeployment), and watch it roll out"
+drpc RollbackDeployment '{"namespace": "demo", "name": "shop"}' | view
+drpc WatchRollout '{"namespace": "demo", "name": "shop", "until": "ROLLOUT_UNTIL_ROLLED_OUT"}' | view
+step "ListRevisions"
+drpc ListRevisions '{"namespace": "demo", "name": "shop"}' | view
+
 step "Refusals: no token; a namespace the policy does not allow; a denied tag"
 "$GRPCURL" -plaintext -d '{"namespace": "demo"}' "$LISTEN" deployer.v1.DeployerService/ListPods 2>&1 | sed 's/^/    /' || true
 kubectl create namespace elsewhere >/dev/null
@@ -113,7 +142,7 @@ python3 -c 'import json,sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
     who = (r["subject"] or "-").replace("system:serviceaccount:", "sa:")
-    call = "%s %s/%s" % (r["method"].split("/")[-1], r["namespace"] or "-", r["pod"] or "-")
+    call = "%s %s/%s" % (r["method"].split("/")[-1], r["namespace"] or "-", r.get("pod") or r.get("deployment") or "-")
     print("    %-19s %-20s %-24s %-18s %s" % (r["code"], who, call, r["image"] or "-", r["reason"][:48]))' "$AUDIT_LOG"
 
 cat <<MSG
