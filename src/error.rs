@@ -246,6 +246,15 @@ pub enum Error {
         conflicts: String,
     },
 
+    /// The Deployment is being deleted: a change would go with it.
+    #[error("deployment {namespace}/{name} is being deleted: apply it again once it is gone")]
+    DeploymentDeleting {
+        /// Namespace.
+        namespace: String,
+        /// Name.
+        name: String,
+    },
+
     /// The Deployment is paused: the change would not roll out.
     #[error("deployment {namespace}/{name} is paused: resume it first")]
     DeploymentPaused {
@@ -319,6 +328,7 @@ impl Error {
                 tonic::Code::NotFound
             }
             Self::ObjectNotManaged { .. }
+            | Self::DeploymentDeleting { .. }
             | Self::DeploymentPaused { .. }
             | Self::NoPreviousRevision { .. } => tonic::Code::FailedPrecondition,
             Self::FieldConflict { .. } => tonic::Code::Aborted,
@@ -448,6 +458,7 @@ impl Error {
             | Self::DeploymentNotFound { .. }
             | Self::ObjectNotManaged { .. }
             | Self::FieldConflict { .. }
+            | Self::DeploymentDeleting { .. }
             | Self::DeploymentPaused { .. }
             | Self::NoPreviousRevision { .. }
             | Self::RevisionNotFound { .. }

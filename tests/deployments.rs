@@ -715,6 +715,47 @@ async fn templates_carry_the_workload_fields_and_a_failing_rollout_fails_the_wai
     let after = deployments.get(&name).await.expect("the deployment");
     assert_eq!(after.metadata.generation, generation, "nothing applied");
 
+    // A Deployment whose deletion has begun (a finalizer holds it here) is not changed: the
+    // change would go with it.
+    let hold = |finalizers: serde_json::Value| {
+        Patch::Merge(serde_json::json!({ "metadata": { "finalizers": finalizers } }))
+    };
+    deployments
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &hold(serde_json::json!(["test.k8s-deployer.io/hold"])),
+        )
+        .await
+        .expect("hold the deployment");
+    client
+        .delete_deployment(delete_request(&namespace, &name))
+        .await
+        .expect("DeleteDeployment");
+    let refused = client
+        .apply_deployment(configured("app-db"))
+        .await
+        .expect_err("being deleted");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().contains("being deleted"), "{refused:?}");
+    let refused = client
+        .scale_deployment(pb::ScaleDeploymentRequest {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            replicas: 3,
+        })
+        .await
+        .expect_err("being deleted");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    deployments
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &hold(serde_json::Value::Null),
+        )
+        .await
+        .expect("let it go");
+
     // An apply that waits for a rollout whose new pods cannot pull: FAILED_PRECONDITION with
     // the rollout's and the pods' reasons, long before any progress deadline.
     let failed = client

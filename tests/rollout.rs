@@ -118,6 +118,7 @@ impl Setting {
             &self.hub,
             &self.namespace,
             name,
+            None,
             generation,
             RolloutGoal::RolledOut,
             until,

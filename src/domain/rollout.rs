@@ -12,7 +12,8 @@
 //!    unschedulable): FAILED, NEW_PODS_FAILING, at once rather than at the progress deadline;
 //! 5. a ReplicaFailure condition that is True: FAILED, REPLICA_FAILURE;
 //! 6. `updated < desired`: PROGRESSING, "N out of M new replicas have been updated...";
-//! 7. `replicas > updated`: PROGRESSING, "N old replicas are pending termination...";
+//! 7. `replicas > updated`, or an older ReplicaSet still wants or has pods: PROGRESSING,
+//!    "N old replicas are pending termination...";
 //! 8. `available < updated`: PROGRESSING, "N of M updated replicas are available...";
 //! 9. otherwise COMPLETE, "deployment "X" successfully rolled out".
 //!
@@ -321,9 +322,11 @@ impl PodOfRollout<'_> {
     /// running between two crashes of a crash loop (the kubelet reports CrashLoopBackOff only
     /// while it waits to restart, so without this a crash loop would read as failing and
     /// progressing by turns).
-    fn failing(&self) -> Option<(Reason, String)> {
+    fn failing(&self, room_coming: bool) -> Option<(Reason, String)> {
         let assessment = self.assessment;
-        if assessment.health == Health::Failed || assessment.reason == Reason::Unschedulable {
+        if assessment.health == Health::Failed
+            || (assessment.reason == Reason::Unschedulable && !room_coming)
+        {
             return Some((assessment.reason, assessment.message.clone()));
         }
         if assessment.health != Health::Degraded {
@@ -464,6 +467,23 @@ pub fn assess_rollout(
             ),
         );
     }
+    // The Deployment's counts come from its status, its ReplicaSets from their own watch: the
+    // two may arrive in either order. An older ReplicaSet that still wants or has pods is not
+    // "no old replicas left", whatever the Deployment's status says already.
+    let old_left: i32 = replica_sets
+        .iter()
+        .filter(|rs| new_rs.is_none_or(|new| new.name != rs.name))
+        .map(|rs| rs.desired.max(rs.replicas))
+        .sum();
+    if old_left > 0 {
+        return status(
+            RolloutPhase::Progressing,
+            RolloutReason::OldReplicasTerminating,
+            format!(
+                "Waiting for deployment {name:?} rollout to finish: {old_left} old replicas are pending termination..."
+            ),
+        );
+    }
     if deployment.available < deployment.updated {
         return status(
             RolloutPhase::Progressing,
@@ -483,8 +503,11 @@ pub fn assess_rollout(
 
 /// When every live pod of the new ReplicaSet is failing ([`PodOfRollout::failing`]), the
 /// reason and message of the first of them by name; `None` while any of them may still come
-/// up, or before it has pods.
+/// up, or before it has pods. An unschedulable new pod counts only while no pod of the
+/// Deployment is terminating: a rolling update's surge pod often waits for the room an old
+/// pod frees as it goes.
 fn new_pods_failing(new_rs: &str, pods: &[PodOfRollout<'_>]) -> Option<(Reason, String)> {
+    let room_coming = pods.iter().any(|pod| pod.state.deleting);
     let mut new_pods = pods
         .iter()
         .filter(|pod| pod.replica_set() == Some(new_rs) && !pod.state.deleting)
@@ -492,7 +515,7 @@ fn new_pods_failing(new_rs: &str, pods: &[PodOfRollout<'_>]) -> Option<(Reason, 
     new_pods.peek()?;
     let mut first = None;
     for pod in new_pods {
-        let failing = pod.failing()?;
+        let failing = pod.failing(room_coming)?;
         first.get_or_insert(failing);
     }
     first
@@ -726,6 +749,52 @@ mod tests {
             assess_rollout(&d, &sets, &pods).phase,
             RolloutPhase::Progressing
         );
+    }
+
+    #[test]
+    fn an_old_replica_set_seen_before_its_scale_down_keeps_the_rollout_going() {
+        // The Deployment's status already says 3 of 3, its old ReplicaSet's update is late.
+        let old = ReplicaSetState {
+            desired: 1,
+            replicas: 1,
+            ..rs("web-old", 1, 1)
+        };
+        let status = assess_rollout(&deployment(), &[rs("web-new", 2, 3), old], &[]);
+        assert_eq!(status.reason, RolloutReason::OldReplicasTerminating);
+        assert_eq!(
+            status.message,
+            "Waiting for deployment \"web\" rollout to finish: 1 old replicas are pending termination..."
+        );
+    }
+
+    #[test]
+    fn unschedulable_new_pods_fail_the_rollout_unless_an_old_pod_is_making_room() {
+        let mut d = deployment();
+        d.updated = 1;
+        let sets = [rs("web-new", 2, 0), rs("web-old", 1, 3)];
+        let unschedulable = assessment(Health::Pending, Reason::Unschedulable);
+        let ready = assessment(Health::Ready, Reason::None);
+        let (new, mut old) = (pod_of("web-new"), pod_of("web-old"));
+        let status = |old: &PodState| {
+            let pods = [
+                PodOfRollout {
+                    state: &new,
+                    assessment: &unschedulable,
+                },
+                PodOfRollout {
+                    state: old,
+                    assessment: &ready,
+                },
+            ];
+            assess_rollout(&d, &sets, &pods)
+        };
+        let stuck = status(&old);
+        assert_eq!(
+            (stuck.phase, stuck.pod_reason),
+            (RolloutPhase::Failed, Some(Reason::Unschedulable))
+        );
+        old.deleting = true;
+        assert_eq!(status(&old).phase, RolloutPhase::Progressing);
     }
 
     #[test]

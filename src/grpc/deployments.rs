@@ -14,7 +14,7 @@ use crate::domain::deployment::{
 };
 use crate::domain::names::is_dns1123_label;
 use crate::domain::rollout::{DeploymentView, RolloutGoal};
-use crate::domain::spec::{DEFAULT_WAIT_TIMEOUT, PodSecurityProfile};
+use crate::domain::spec::{DEFAULT_WAIT_TIMEOUT, PodSecurityProfile, resolve_profile};
 use crate::domain::{Caller, ImageReference, LabelSelector, Violations};
 use crate::grpc::convert::deployment::change_cause;
 use crate::grpc::convert::{duration, timestamp};
@@ -186,10 +186,12 @@ impl DeploymentService {
         goal: RolloutGoal,
         until: Instant,
     ) -> Result<DeploymentView> {
+        let uid = Some(view.state.uid.as_str()).filter(|uid| !uid.is_empty());
         wait_rollout(
             self.rollouts.hub(),
             &view.state.namespace,
             &view.state.name,
+            uid,
             view.state.generation,
             goal,
             until,
@@ -494,7 +496,8 @@ impl pb::deployment_service_server::DeploymentService for DeploymentService {
             }
             let request_id = request_id(&request.request_id)?;
             // The revision's template comes back only if it would be admitted today, for this
-            // caller: its image under the image policy, its references under the policy's.
+            // caller: its image under the image policy, its hardening under the Pod Security
+            // floor, its references under the policy's.
             let admit = |facts: &TemplateFacts| {
                 let image = ImageReference::parse(&facts.image).map_err(|problem| {
                     Error::ImageNotAllowed(format!(
@@ -503,6 +506,30 @@ impl pb::deployment_service_server::DeploymentService for DeploymentService {
                     ))
                 })?;
                 self.deployer.check_image(&image)?;
+                let namespace = &request.namespace;
+                let floor_refusal = |hardened: &str, floor: PodSecurityProfile| {
+                    Error::Forbidden(format!(
+                        "the pods of that revision are hardened to {hardened}, weaker than {}, \
+                         the least this server allows in namespace {namespace:?}",
+                        floor.as_str()
+                    ))
+                };
+                let Some(profile) = facts.pod_security else {
+                    let default = self.deployer.settings.pod_security;
+                    let floor = self
+                        .deployer
+                        .policy
+                        .pod_security(namespace)
+                        .map_or(default, |policy| policy.max(default));
+                    return Err(floor_refusal("no profile this service recorded", floor));
+                };
+                resolve_profile(
+                    Some(profile),
+                    self.deployer.settings.pod_security,
+                    self.deployer.policy.pod_security(namespace),
+                    None,
+                )
+                .map_err(|floor| floor_refusal(profile.as_str(), floor))?;
                 self.deployer.check_references(
                     caller_ref,
                     Action::Rollback,

@@ -263,7 +263,10 @@ impl RolloutStream {
 }
 
 /// Wait until the rollout of `generation` (or a later one) of Deployment `namespace/name`
-/// is over as `goal` asks, following it on `hub` (no watch of its own): its view then.
+/// is over as `goal` asks, following it on `hub` (no watch of its own): its view then. With a
+/// `uid`, only that object counts: an earlier Deployment of the same name that the hub may
+/// still hold (deleted, then created again) is neither taken for this one's success nor its
+/// deletion for this one's.
 ///
 /// # Errors
 ///
@@ -275,11 +278,13 @@ pub async fn wait_rollout(
     hub: &RolloutHub,
     namespace: &str,
     name: &str,
+    uid: Option<&str>,
     generation: i64,
     goal: RolloutGoal,
     until: Instant,
 ) -> Result<DeploymentView> {
     let started = Instant::now();
+    let this_one = |view: &DeploymentView| uid.is_none_or(|uid| view.state.uid == uid);
     let mut last: Option<Arc<DeploymentView>> = None;
     let timed_out = |last: Option<&DeploymentView>| Error::RolloutWaitTimedOut {
         deployment: format!("{namespace}/{name}"),
@@ -312,14 +317,17 @@ pub async fn wait_rollout(
         let view = match update {
             RolloutUpdate::Snapshot(snapshot) | RolloutUpdate::Resync(snapshot) => {
                 match snapshot.deployment {
-                    Some(view) => view,
-                    // Not seen yet (the watch lags the apply), or gone while a resync was due.
+                    Some(view) if this_one(&view) => view,
+                    // Not seen yet (the watch lags the apply), or another object of that name.
+                    Some(_) => continue,
                     None if last.is_none() => continue,
+                    // Gone while a resync was due.
                     None => return Err(gone(namespace, name)),
                 }
             }
-            RolloutUpdate::Progress(view) => view,
-            RolloutUpdate::Deleted(_) => return Err(gone(namespace, name)),
+            RolloutUpdate::Progress(view) if this_one(&view) => view,
+            RolloutUpdate::Deleted(view) if this_one(&view) => return Err(gone(namespace, name)),
+            RolloutUpdate::Progress(_) | RolloutUpdate::Deleted(_) => continue,
             RolloutUpdate::Pod(_) | RolloutUpdate::PodDeleted(_) | RolloutUpdate::Event(_) => {
                 continue;
             }

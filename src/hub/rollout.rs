@@ -604,7 +604,14 @@ impl RolloutActor {
                         .objects
                         .get(&event.name)
                         .and_then(|rs| rs.owner.clone()),
-                    ObjectKind::Deployment => Some(event.name.clone()),
+                    // Only a Deployment this service manages: the Events of another of that
+                    // name (unmanaged, or an earlier one) are not its subscribers' business.
+                    ObjectKind::Deployment => self
+                        .state
+                        .deployments
+                        .objects
+                        .contains_key(&event.name)
+                        .then(|| event.name.clone()),
                 };
                 if let Some(name) = about {
                     self.send_to(&name, &RolloutUpdate::Event(event));

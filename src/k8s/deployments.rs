@@ -51,8 +51,8 @@ use crate::domain::spec::PodSecurityProfile;
 use crate::domain::status::assess;
 use crate::domain::workload::{Reference, ReferenceKind};
 use crate::domain::{
-    CONTAINER_NAME, LabelSelector, MANAGED_BY_LABEL, PodState, REQUEST_HASH_ANNOTATION,
-    REQUEST_ID_LABEL,
+    CONTAINER_NAME, LabelSelector, MANAGED_BY_LABEL, POD_SECURITY_ANNOTATION, PodState,
+    REQUEST_HASH_ANNOTATION, REQUEST_ID_LABEL,
 };
 use crate::k8s::convert::{deployment_state, pod_state, replica_set_state, service_state};
 use crate::k8s::pods::{api_error, build_pod, is_managed, managed_selector, status_code};
@@ -437,67 +437,135 @@ pub struct Applied {
 pub struct TemplateFacts {
     /// The image of the template's container.
     pub image: String,
-    /// What it references, each named by its field as the .proto would name it.
+    /// What it references, each named by its field.
     pub references: Vec<Reference>,
+    /// The Pod Security profile it was hardened to, as this service recorded it.
+    pub pod_security: Option<PodSecurityProfile>,
 }
 
-/// The [`TemplateFacts`] of a pod template.
+/// The [`TemplateFacts`] of a pod template: the image of its container "app", and what every
+/// container, init container and volume references (a template this service wrote has one
+/// container and no volumes, but an old revision may carry what another manager added).
 #[must_use]
 pub fn template_facts(template: &PodTemplateSpec) -> TemplateFacts {
     let spec = template.spec.clone().unwrap_or_default();
-    let container = spec
-        .containers
-        .iter()
-        .find(|c| c.name == CONTAINER_NAME)
-        .or_else(|| spec.containers.first());
-    let reference = |field: String, kind, name: &str| Reference {
-        field,
-        kind,
-        name: name.to_owned(),
-    };
     let mut references = Vec::new();
-    for (i, var) in container
-        .and_then(|c| c.env.as_ref())
-        .into_iter()
+    let mut add = |field: String, kind, name: &str| {
+        references.push(Reference {
+            field,
+            kind,
+            name: name.to_owned(),
+        });
+    };
+    let init = spec
+        .init_containers
+        .iter()
         .flatten()
-        .enumerate()
-    {
-        let source = var.value_from.as_ref();
-        if let Some(key) = source.and_then(|s| s.secret_key_ref.as_ref()) {
-            let field = format!("env[{i}].value_from.secret_key");
-            references.push(reference(field, ReferenceKind::Secret, &key.name));
+        .map(|c| ("init_containers", c));
+    let main = spec.containers.iter().map(|c| ("containers", c));
+    for (list, container) in main.chain(init) {
+        let at = format!("{list}[{:?}].", container.name);
+        for (i, var) in container.env.iter().flatten().enumerate() {
+            let source = var.value_from.as_ref();
+            if let Some(key) = source.and_then(|s| s.secret_key_ref.as_ref()) {
+                add(
+                    format!("{at}env[{i}].value_from.secret_key"),
+                    ReferenceKind::Secret,
+                    &key.name,
+                );
+            }
+            if let Some(key) = source.and_then(|s| s.config_map_key_ref.as_ref()) {
+                let field = format!("{at}env[{i}].value_from.config_map_key");
+                add(field, ReferenceKind::ConfigMap, &key.name);
+            }
         }
-        if let Some(key) = source.and_then(|s| s.config_map_key_ref.as_ref()) {
-            let field = format!("env[{i}].value_from.config_map_key");
-            references.push(reference(field, ReferenceKind::ConfigMap, &key.name));
+        for (i, source) in container.env_from.iter().flatten().enumerate() {
+            if let Some(secret) = &source.secret_ref {
+                add(
+                    format!("{at}env_from[{i}].secret"),
+                    ReferenceKind::Secret,
+                    &secret.name,
+                );
+            }
+            if let Some(map) = &source.config_map_ref {
+                add(
+                    format!("{at}env_from[{i}].config_map"),
+                    ReferenceKind::ConfigMap,
+                    &map.name,
+                );
+            }
         }
     }
-    let env_from = container.and_then(|c| c.env_from.as_ref());
-    for (i, source) in env_from.into_iter().flatten().enumerate() {
-        if let Some(secret) = &source.secret_ref {
-            let field = format!("env_from[{i}].secret");
-            references.push(reference(field, ReferenceKind::Secret, &secret.name));
+    for (i, volume) in spec.volumes.iter().flatten().enumerate() {
+        let at = format!("volumes[{i}]");
+        if let Some(name) = volume
+            .secret
+            .as_ref()
+            .and_then(|s| s.secret_name.as_deref())
+        {
+            add(format!("{at}.secret"), ReferenceKind::Secret, name);
         }
-        if let Some(config_map) = &source.config_map_ref {
-            let field = format!("env_from[{i}].config_map");
-            references.push(reference(field, ReferenceKind::ConfigMap, &config_map.name));
+        if let Some(map) = &volume.config_map {
+            add(
+                format!("{at}.config_map"),
+                ReferenceKind::ConfigMap,
+                &map.name,
+            );
+        }
+        for (j, source) in volume
+            .projected
+            .iter()
+            .flat_map(|p| p.sources.iter().flatten())
+            .enumerate()
+        {
+            if let Some(secret) = &source.secret {
+                add(
+                    format!("{at}.projected[{j}].secret"),
+                    ReferenceKind::Secret,
+                    &secret.name,
+                );
+            }
+            if let Some(map) = &source.config_map {
+                add(
+                    format!("{at}.projected[{j}].config_map"),
+                    ReferenceKind::ConfigMap,
+                    &map.name,
+                );
+            }
         }
     }
     for (i, secret) in spec.image_pull_secrets.iter().flatten().enumerate() {
-        let field = format!("image_pull_secrets[{i}]");
-        references.push(reference(field, ReferenceKind::Secret, &secret.name));
+        add(
+            format!("image_pull_secrets[{i}]"),
+            ReferenceKind::Secret,
+            &secret.name,
+        );
     }
     if let Some(account) = spec
         .service_account_name
         .as_deref()
         .filter(|a| !a.is_empty())
     {
-        let field = "service_account".to_owned();
-        references.push(reference(field, ReferenceKind::ServiceAccount, account));
+        add(
+            "service_account".to_owned(),
+            ReferenceKind::ServiceAccount,
+            account,
+        );
     }
+    let app = spec
+        .containers
+        .iter()
+        .find(|c| c.name == CONTAINER_NAME)
+        .or_else(|| spec.containers.first());
     TemplateFacts {
-        image: container.and_then(|c| c.image.clone()).unwrap_or_default(),
+        image: app.and_then(|c| c.image.clone()).unwrap_or_default(),
         references,
+        pod_security: template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(POD_SECURITY_ANNOTATION))
+            .and_then(|p| PodSecurityProfile::parse(p)),
     }
 }
 
@@ -767,6 +835,9 @@ impl ClusterDeployments {
             }
             _ => None,
         };
+        if let Some(live) = &live {
+            Self::refuse_deleting(live)?;
+        }
         if let Some(live) = &live
             && self
                 .already_done(live, spec.pod.request_id.as_deref(), &spec.request_hash)
@@ -783,9 +854,18 @@ impl ClusterDeployments {
         let applied: Deployment = self
             .apply_object("Deployment", namespace, name, &object, dry_run)
             .await?;
-        let version = |meta: &ObjectMeta| meta.resource_version.clone();
+        // What the apply changed: the spec (its generation) or the labels and annotations. Not
+        // the resourceVersion, which the controllers' status writes move all through a rollout.
+        let written = |meta: &ObjectMeta| {
+            (
+                meta.generation,
+                meta.labels.clone(),
+                meta.annotations.clone(),
+            )
+        };
         let mut changed = !dry_run
-            && live.as_ref().and_then(|l| version(&l.metadata)) != version(&applied.metadata);
+            && live.as_ref().map(|l| written(&l.metadata)) != Some(written(&applied.metadata));
+        let version = |meta: &ObjectMeta| meta.resource_version.clone();
         if spec.expose {
             let owner = applied.metadata.uid.as_deref().filter(|_| !dry_run);
             let exposed: Service = self
@@ -842,6 +922,7 @@ impl ClusterDeployments {
         replicas: i32,
     ) -> Result<(DeploymentView, bool)> {
         let live = self.managed(namespace, name).await?;
+        Self::refuse_deleting(&live)?;
         if live.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
             return Ok((self.view(&live).await?, false));
         }
@@ -868,6 +949,7 @@ impl ClusterDeployments {
         now: &str,
     ) -> Result<(DeploymentView, bool)> {
         let live = self.managed(namespace, name).await?;
+        Self::refuse_deleting(&live)?;
         self.refuse_paused(&live)?;
         let hash = operation_hash("restart");
         if self.already_done(&live, request_id, &hash).await? {
@@ -885,6 +967,18 @@ impl ClusterDeployments {
             .apply_object("Deployment", namespace, name, &config, false)
             .await?;
         Ok((self.view(&applied).await?, true))
+    }
+
+    /// A Deployment whose deletion has begun is not changed: the garbage collector would
+    /// remove it with the change, after the call said it was applied.
+    fn refuse_deleting(live: &Deployment) -> Result<()> {
+        if live.metadata.deletion_timestamp.is_some() {
+            return Err(Error::DeploymentDeleting {
+                namespace: live.metadata.namespace.clone().unwrap_or_default(),
+                name: live.metadata.name.clone().unwrap_or_default(),
+            });
+        }
+        Ok(())
     }
 
     fn refuse_paused(&self, live: &Deployment) -> Result<()> {
@@ -915,6 +1009,7 @@ impl ClusterDeployments {
         admit: impl FnOnce(&TemplateFacts) -> Result<()>,
     ) -> Result<RolledBack> {
         let live = self.managed(namespace, name).await?;
+        Self::refuse_deleting(&live)?;
         self.refuse_paused(&live)?;
         let current = deployment_state(&live).revision();
         let hash = operation_hash(&format!("rollback {to_revision}"));
