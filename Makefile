@@ -6,6 +6,10 @@ export K8S_DEPLOYER_CACHE ?= $(HOME)/.cache/k8s-deployer
 # clone (as in CI) reuses what an earlier build on this machine made.
 export CARGO_TARGET_DIR ?= $(K8S_DEPLOYER_CACHE)/target
 CARGO_JOBS ?= 2
+# CI builds a fresh checkout once: incremental compilation would only write a cache it never reads.
+ifdef CI
+export CARGO_INCREMENTAL ?= 0
+endif
 # What `buf breaking` compares proto/ with: the main branch (the local one; in a clone that has
 # none, origin's). subdir=proto, so that it also works against commits without buf.yaml.
 BUF_AGAINST ?= .git\#$(shell git rev-parse -q --verify refs/heads/main >/dev/null && echo branch=main || echo ref=origin/main),subdir=proto

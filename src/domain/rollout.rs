@@ -14,8 +14,10 @@
 //! 6. `updated < desired`: PROGRESSING, "N out of M new replicas have been updated...";
 //! 7. `replicas > updated`, or an older ReplicaSet still wants or has pods: PROGRESSING,
 //!    "N old replicas are pending termination...";
-//! 8. `available < updated`: PROGRESSING, "N of M updated replicas are available...";
-//! 9. otherwise COMPLETE, "deployment "X" successfully rolled out".
+//! 8. more replicas counted than desired (a scale-down under way, kstatus's "Pending
+//!    termination"): PROGRESSING, "N extra replicas are pending termination...";
+//! 9. `available < updated`: PROGRESSING, "N of M updated replicas are available...";
+//! 10. otherwise COMPLETE, "deployment "X" successfully rolled out".
 //!
 //! Completion is judged against the Deployment's own generation, never by the Progressing
 //! condition's `NewReplicaSetAvailable` alone (what kube-runtime's `is_deployment_completed`
@@ -264,6 +266,8 @@ pub enum RolloutReason {
     OldReplicasTerminating,
     /// PROGRESSING: updated replicas are not all available yet.
     WaitingForAvailable,
+    /// PROGRESSING: after a scale-down, more replicas than desired are still counted.
+    ExtraReplicasTerminating,
     /// COMPLETE.
     RolledOut,
     /// FAILED: ProgressDeadlineExceeded.
@@ -481,6 +485,22 @@ pub fn assess_rollout(
             RolloutReason::OldReplicasTerminating,
             format!(
                 "Waiting for deployment {name:?} rollout to finish: {old_left} old replicas are pending termination..."
+            ),
+        );
+    }
+    // After a scale-down the status counts the pods going away until the controller has seen
+    // them go (kstatus: "Pending termination"); kubectl's ladder has no rung for it.
+    let counted = deployment
+        .replicas
+        .max(deployment.updated)
+        .max(deployment.available);
+    if counted > desired {
+        return status(
+            RolloutPhase::Progressing,
+            RolloutReason::ExtraReplicasTerminating,
+            format!(
+                "Waiting for deployment {name:?} rollout to finish: {} extra replicas are pending termination...",
+                counted - desired
             ),
         );
     }

@@ -30,6 +30,7 @@ impl From<RolloutReason> for pb::RolloutReason {
             RolloutReason::UpdatingReplicas => Self::UpdatingReplicas,
             RolloutReason::OldReplicasTerminating => Self::OldReplicasTerminating,
             RolloutReason::WaitingForAvailable => Self::WaitingForAvailable,
+            RolloutReason::ExtraReplicasTerminating => Self::ExtraReplicasTerminating,
             RolloutReason::RolledOut => Self::RolledOut,
             RolloutReason::DeadlineExceeded => Self::DeadlineExceeded,
             RolloutReason::NewPodsFailing => Self::NewPodsFailing,
